@@ -1,0 +1,1 @@
+pytest_plugins = ["tickerhub_testkit.pytest_plugin"]

@@ -1,0 +1,45 @@
+"""Redis key and channel names, in one place.
+
+A deployment may share one Redis between several hubs (or with other apps), so
+every name takes a configurable prefix. With the default empty prefix the names
+are exactly the ones documented in ``docs/protocol.md``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class RedisKeys:
+    prefix: str = ""
+
+    @property
+    def prices(self) -> str:
+        """HASH: symbol -> quote JSON (the full snapshot)."""
+        return f"{self.prefix}prices"
+
+    @property
+    def prices_seq(self) -> str:
+        """STRING: sequence number of the last diff applied to :attr:`prices`."""
+        return f"{self.prefix}prices:seq"
+
+    @property
+    def prices_channel(self) -> str:
+        """Pub/sub channel carrying ``diff`` and ``reset`` messages."""
+        return f"{self.prefix}price-diffs"
+
+    @property
+    def news(self) -> str:
+        """ZSET: news id scored by publish time (epoch seconds)."""
+        return f"{self.prefix}news"
+
+    @property
+    def news_items(self) -> str:
+        """HASH: news id -> news item JSON."""
+        return f"{self.prefix}news:items"
+
+    @property
+    def news_channel(self) -> str:
+        """Pub/sub channel carrying ``news`` messages with new items only."""
+        return f"{self.prefix}news-updates"

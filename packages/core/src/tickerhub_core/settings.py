@@ -1,0 +1,78 @@
+"""Settings both services share. Each service subclasses :class:`CommonSettings`."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, TypeVar
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from tickerhub_core.keys import RedisKeys
+
+S = TypeVar("S", bound=BaseSettings)
+
+_PREFIX_RE = re.compile(r"^[A-Za-z0-9_.:\-]*$")
+
+
+class CommonSettings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        case_sensitive=False,
+    )
+
+    redis_url: str = Field(
+        default="redis://localhost:6379/0", description="Redis connection URL."
+    )
+    key_prefix: str = Field(
+        default="", description="Prefix for every Redis key and channel name (e.g. 'hub1:')."
+    )
+    log_level: str = Field(default="INFO", description="Python logging level.")
+
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis_url(cls, value: str) -> str:
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
+
+    @field_validator("key_prefix")
+    @classmethod
+    def _check_prefix(cls, value: str) -> str:
+        if not _PREFIX_RE.match(value) or len(value) > 64:
+            raise ValueError("may only contain letters, digits and _ . : - (at most 64)")
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _check_level(cls, value: str) -> str:
+        level = value.upper()
+        if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
+        return level
+
+    @property
+    def keys(self) -> RedisKeys:
+        return RedisKeys(self.key_prefix)
+
+
+def load_settings(cls: type[S], prog: str, **overrides: Any) -> S:
+    """Build ``cls`` from env / ``.env``; on a bad value, exit with one line naming the setting.
+
+    Operators read this line in ``docker compose logs``: it must say which
+    variable is wrong and why, not print a pydantic traceback.
+    """
+    import sys
+
+    from pydantic import ValidationError
+
+    try:
+        return cls(**overrides)
+    except ValidationError as exc:
+        for err in exc.errors():
+            name = ".".join(str(p) for p in err["loc"]).upper() or "settings"
+            msg = err["msg"].removeprefix("Value error, ")
+            print(f"{prog}: invalid setting {name}: {msg}", file=sys.stderr)
+        raise SystemExit(2) from None

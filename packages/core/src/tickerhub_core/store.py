@@ -1,0 +1,164 @@
+"""Redis operations on the snapshot and the news list, shared by every producer and reader.
+
+Writes go through Lua scripts so that "write the snapshot, bump the sequence,
+publish the diff" is one atomic step: a reader that loads ``(seq, snapshot)``
+in one transaction and then applies diffs with a higher ``seq`` is never wrong.
+The scripts are the public write interface described in ``docs/protocol.md``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+
+from tickerhub_core import wire
+from tickerhub_core.keys import RedisKeys
+from tickerhub_core.models import NewsItem, Quote
+
+# KEYS: prices hash, seq key. ARGV: channel, expected current seq, message, then
+# symbol/quote-JSON pairs. Compare-and-set on the sequence keeps concurrent
+# producers (or a producer racing a Redis restart) from interleaving wrongly.
+PUBLISH_DIFF_LUA = """
+local cur = tonumber(redis.call('GET', KEYS[2]) or '0')
+if cur ~= tonumber(ARGV[2]) then return {0, cur} end
+local seq = redis.call('INCR', KEYS[2])
+for i = 4, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+redis.call('PUBLISH', ARGV[1], ARGV[3])
+return {1, seq}
+"""
+
+# KEYS: prices hash, seq key. ARGV: channel, new seq, reset message, then pairs.
+# Used when Redis lost the snapshot (restart without persistence) or a producer
+# must replace it wholesale; readers reload on the ``reset`` message.
+RESET_LUA = """
+redis.call('DEL', KEYS[1])
+for i = 4, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+redis.call('SET', KEYS[2], ARGV[2])
+redis.call('PUBLISH', ARGV[1], ARGV[3])
+return tonumber(ARGV[2])
+"""
+
+# KEYS: news zset, news items hash. ARGV: channel, max items, then id/score/JSON
+# triples. Adds unseen ids only, trims to the newest ``max`` and publishes the
+# new items in one message. An item older than everything kept in a full list
+# is skipped, so a trimmed story that Yahoo still lists is not re-announced.
+ADD_NEWS_LUA = """
+local max = tonumber(ARGV[2])
+local new = {}
+for i = 3, #ARGV, 3 do
+  local id, score, item = ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2]
+  local skip = false
+  if redis.call('ZCARD', KEYS[1]) >= max then
+    local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+    if oldest[2] and score <= tonumber(oldest[2]) then skip = true end
+  end
+  if not skip and redis.call('HSETNX', KEYS[2], id, item) == 1 then
+    redis.call('ZADD', KEYS[1], score, id)
+    new[#new + 1] = item
+  end
+end
+local excess = redis.call('ZCARD', KEYS[1]) - max
+if excess > 0 then
+  local old = redis.call('ZRANGE', KEYS[1], 0, excess - 1)
+  redis.call('ZREMRANGEBYRANK', KEYS[1], 0, excess - 1)
+  redis.call('HDEL', KEYS[2], unpack(old))
+end
+if #new > 0 then
+  redis.call('PUBLISH', ARGV[1], '{"type":"news","data":[' .. table.concat(new, ',') .. ']}')
+end
+return new
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class PublishResult:
+    ok: bool
+    seq: int  # the new seq when ok, else the seq Redis holds
+
+
+class SnapshotStore:
+    """The ``prices`` hash and its sequence number."""
+
+    def __init__(self, redis: Redis, keys: RedisKeys) -> None:
+        self._redis = redis
+        self._keys = keys
+        self._publish = redis.register_script(PUBLISH_DIFF_LUA)
+        self._reset = redis.register_script(RESET_LUA)
+
+    async def load(self) -> tuple[int, dict[str, Quote]]:
+        """``(seq, {symbol: quote})`` read in one transaction, so they match."""
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.get(self._keys.prices_seq)
+            pipe.hgetall(self._keys.prices)
+            raw_seq, raw = await pipe.execute()
+        seq = int(raw_seq) if raw_seq is not None else 0
+        quotes = {_text(sym): wire.loads(value) for sym, value in raw.items()}
+        return seq, quotes
+
+    async def load_seq(self) -> int:
+        raw = await self._redis.get(self._keys.prices_seq)
+        return int(raw) if raw is not None else 0
+
+    async def publish_diff(
+        self, expected_seq: int, message: bytes, quotes: Mapping[str, bytes]
+    ) -> PublishResult:
+        """Write ``quotes`` (full quote JSON per symbol), bump seq, publish ``message``.
+
+        Does nothing and returns ``ok=False`` when Redis's seq is not
+        ``expected_seq``; the caller reloads and retries.
+        """
+        args: list[str | bytes | int] = [self._keys.prices_channel, expected_seq, message]
+        for symbol, value in quotes.items():
+            args += (symbol, value)
+        ok, seq = await self._publish(keys=[self._keys.prices, self._keys.prices_seq], args=args)
+        return PublishResult(bool(ok), int(seq))
+
+    async def reset(self, seq: int, quotes: Mapping[str, bytes]) -> None:
+        """Replace the whole snapshot at ``seq`` and tell readers to reload."""
+        args: list[str | bytes | int] = [self._keys.prices_channel, seq, wire.reset_message(seq)]
+        for symbol, value in quotes.items():
+            args += (symbol, value)
+        await self._reset(keys=[self._keys.prices, self._keys.prices_seq], args=args)
+
+
+class NewsStore:
+    """Recent news: a ZSET of ids by publish time plus a hash of item JSON."""
+
+    def __init__(self, redis: Redis, keys: RedisKeys) -> None:
+        self._redis = redis
+        self._keys = keys
+        self._add = redis.register_script(ADD_NEWS_LUA)
+
+    async def add(self, items: Iterable[NewsItem], max_items: int) -> list[NewsItem]:
+        """Store unseen items, trim to ``max_items``, publish and return the new ones."""
+        args: list[str | bytes | int | float] = [self._keys.news_channel, max_items]
+        for item in items:
+            args += (item["id"], _epoch(item["published_at"]), wire.dumps(item))
+        if len(args) == 2:
+            return []
+        new = await self._add(keys=[self._keys.news, self._keys.news_items], args=args)
+        return [wire.loads(raw) for raw in new]
+
+    async def recent(self, limit: int, symbols: Iterable[str] | None = None) -> list[NewsItem]:
+        """Newest first; with ``symbols``, only items related to one of them."""
+        ids = await self._redis.zrevrange(self._keys.news, 0, -1 if symbols else limit - 1)
+        if not ids:
+            return []
+        raw = await self._redis.hmget(self._keys.news_items, ids)
+        items: list[NewsItem] = [wire.loads(r) for r in raw if r is not None]
+        if symbols is not None:
+            wanted = set(symbols)
+            items = [i for i in items if wanted.intersection(i["tickers"])]
+        return items[:limit]
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _epoch(iso: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()

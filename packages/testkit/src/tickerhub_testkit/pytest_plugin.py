@@ -1,0 +1,36 @@
+"""Fixtures: ``redis_server`` (shared, flushed per test) and ``own_redis_server`` (private)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tickerhub_testkit.redis_server import RedisServer
+
+
+@pytest.fixture(scope="session")
+def _session_redis() -> Iterator[RedisServer]:
+    server = RedisServer().start()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def redis_server(_session_redis: RedisServer) -> RedisServer:
+    """A real redis-server on a free port, empty at the start of the test."""
+    _session_redis.start()  # a previous test may have stopped it
+    _session_redis.flush()
+    return _session_redis
+
+
+@pytest.fixture
+def own_redis_server() -> Iterator[RedisServer]:
+    """A redis-server for this test alone: stop and restart it at will."""
+    server = RedisServer().start()
+    try:
+        yield server
+    finally:
+        server.close()
