@@ -1,0 +1,41 @@
+# TickerHub: one command to start the hub, one to test it.
+SHELL := /bin/bash
+UV ?= uv
+COMPOSE ?= docker compose
+
+.PHONY: help start stop logs run test test-fast lint format bench sync
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+start: ## Run Redis, api and poller with Docker Compose (http://localhost:8000)
+	@command -v docker >/dev/null || { echo "make start needs Docker with the compose plugin; without Docker use 'make run'"; exit 1; }
+	@[ -f .env ] || cp .env.example .env
+	$(COMPOSE) up --build -d
+	@echo "TickerHub is starting: http://localhost:8000/tickers  ws://localhost:8000/ws/prices  (make logs, make stop)"
+
+stop: ## Stop the Docker Compose stack
+	$(COMPOSE) down
+
+logs: ## Follow the Docker Compose logs
+	$(COMPOSE) logs -f
+
+sync:
+	$(UV) sync --frozen
+
+run: sync ## Run the hub natively (needs uv; starts a local redis-server if none answers)
+	$(UV) run --frozen python scripts/run_local.py
+
+test: sync ## Run every test (needs redis-server on PATH; the tests start their own)
+	$(UV) run --frozen pytest
+
+test-fast: sync ## Unit tests only (no redis-server, no subprocesses)
+	$(UV) run --frozen pytest -m "not integration"
+
+lint: sync ## ruff check and format check
+	$(UV) run --frozen ruff check .
+	$(UV) run --frozen ruff format --check .
+
+format: sync ## ruff fix and format
+	$(UV) run --frozen ruff check --fix .
+	$(UV) run --frozen ruff format .
