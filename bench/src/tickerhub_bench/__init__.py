@@ -1,0 +1,1 @@
+"""TickerHub fan-out benchmark: load generator, naive baseline, scenarios A-E."""
