@@ -23,9 +23,7 @@ class CommonSettings(BaseSettings):
         case_sensitive=False,
     )
 
-    redis_url: str = Field(
-        default="redis://localhost:6379/0", description="Redis connection URL."
-    )
+    redis_url: str = Field(default="redis://localhost:6379/0", description="Redis connection URL.")
     key_prefix: str = Field(
         default="", description="Prefix for every Redis key and channel name (e.g. 'hub1:')."
     )

@@ -1,0 +1,68 @@
+"""``poller`` console script: run until SIGINT/SIGTERM, then exit 0."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+
+from redis.asyncio import Redis
+
+from tickerhub_core.logs import configure_logging
+from tickerhub_core.settings import load_settings
+from tickerhub_poller.service import Poller
+from tickerhub_poller.settings import PollerSettings
+from tickerhub_poller.sources.base import QuoteSource
+
+log = logging.getLogger("tickerhub.poller")
+
+
+def build_source(settings: PollerSettings) -> QuoteSource:
+    if settings.source == "simulated":
+        from tickerhub_poller.sources.simulated import SimulatedSource
+
+        return SimulatedSource(settings.sim_seed, settings.sim_volatility)
+    from tickerhub_poller.sources.yfinance import YFinanceSource
+
+    return YFinanceSource(max_batch=settings.batch_size, timeout=settings.request_timeout)
+
+
+async def serve(settings: PollerSettings) -> None:
+    redis = Redis.from_url(
+        settings.redis_url,
+        socket_connect_timeout=5,
+        socket_timeout=10,
+        health_check_interval=30,
+    )
+    source = build_source(settings)
+    poller = Poller(settings, redis, source)
+    task = asyncio.current_task()
+    assert task is not None
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, task.cancel)
+    try:
+        await poller.run()
+    except asyncio.CancelledError:
+        log.info("shutting down")
+    finally:
+        await source.aclose()
+        await redis.aclose()
+
+
+def main() -> None:
+    settings = load_settings(PollerSettings, "poller")
+    configure_logging(settings.log_level)
+    try:
+        import uvloop
+    except ImportError:
+        runner = asyncio.run
+    else:
+        runner = uvloop.run
+    runner(serve(settings))
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

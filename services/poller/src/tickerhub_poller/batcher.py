@@ -1,0 +1,132 @@
+"""Coalesce per-ticker requests into batched source calls.
+
+Each ticker has its own task (so a ticker's cadence, backoff and staleness are
+its own), but Yahoo answers up to ``max_batch`` symbols in one HTTP request. The
+batcher gathers the requests that arrive within ``window`` seconds (or until a
+batch is full) and makes one call for them: 500 tickers cost 10 requests a cycle
+at the default batch size, not 500.
+
+Failures are handled per batch: a failed batch's symbols all get one delay
+(exponential, with jitter) so they retry together and stay one batch. A rate
+limit pauses every batch, because Yahoo throttles the client as a whole.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+
+from tickerhub_core.backoff import Backoff
+from tickerhub_core.logs import ConditionLog
+from tickerhub_core.models import Quote
+from tickerhub_poller.sources.base import (
+    MalformedResponseError,
+    QuoteSource,
+    RateLimitedError,
+    SourceError,
+    SourceUnavailableError,
+)
+
+log = logging.getLogger("tickerhub.poller.batcher")
+
+
+class BatchFailedError(SourceError):
+    """A whole batch failed; ``retry_after`` is the delay shared by its symbols."""
+
+    def __init__(self, cause: SourceError, retry_after: float) -> None:
+        super().__init__(f"{type(cause).__name__}: {cause}")
+        self.cause = cause
+        self.retry_after = retry_after
+
+
+class QuoteBatcher:
+    def __init__(
+        self,
+        source: QuoteSource,
+        batch_size: int = 50,
+        window: float = 0.05,
+        backoff: Backoff | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._source = source
+        self._batch_size = max(1, min(batch_size, source.max_batch))
+        self._window = window
+        self._backoff = backoff or Backoff(base=1.0, cap=300.0)
+        self._clock = clock
+        self._waiting: dict[str, list[asyncio.Future[Quote]]] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._paused_until = 0.0
+        self._condition = ConditionLog(log, f"{source.name} quotes")
+        self.calls = 0  # source calls made (batches), for tests and metrics
+
+    async def get(self, symbol: str) -> Quote:
+        """The next quote for ``symbol``; raises SourceError (often BatchFailedError)."""
+        future: asyncio.Future[Quote] = asyncio.get_running_loop().create_future()
+        self._waiting.setdefault(symbol, []).append(future)
+        if len(self._waiting) >= self._batch_size:
+            self._flush()
+        elif self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(self._window, self._flush)
+        return await future
+
+    def _flush(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        while self._waiting:
+            symbols = list(self._waiting)[: self._batch_size]
+            batch = {s: self._waiting.pop(s) for s in symbols}
+            task = asyncio.create_task(self._run(batch))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _run(self, batch: dict[str, list[asyncio.Future[Quote]]]) -> None:
+        delay = self._paused_until - self._clock()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        self.calls += 1
+        try:
+            results = await self._source.fetch_quotes(list(batch))
+        except SourceError as exc:
+            self._fail(batch, exc)
+            return
+        except Exception as exc:  # a source bug must not kill the poller
+            log.exception("%s source raised unexpectedly", self._source.name)
+            self._fail(batch, MalformedResponseError(repr(exc)))
+            return
+        self._backoff.reset()
+        self._condition.recovered()
+        for symbol, futures in batch.items():
+            result = results.get(symbol)
+            if result is None:
+                result = SourceUnavailableError(f"no answer for {symbol}")
+            for future in futures:
+                if future.done():
+                    continue
+                if isinstance(result, SourceError):
+                    future.set_exception(result)
+                else:
+                    future.set_result(result)
+
+    def _fail(self, batch: dict[str, list[asyncio.Future[Quote]]], exc: SourceError) -> None:
+        retry_after = self._backoff.next_delay()
+        if isinstance(exc, RateLimitedError):
+            self._paused_until = max(self._paused_until, self._clock() + retry_after)
+        self._condition.failed(
+            f"{type(exc).__name__} for a batch of {len(batch)} ({exc}); retrying in {retry_after:.1f}s"
+        )
+        error = BatchFailedError(exc, retry_after)
+        for futures in batch.values():
+            for future in futures:
+                if not future.done():
+                    future.set_exception(error)
+
+    async def aclose(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)

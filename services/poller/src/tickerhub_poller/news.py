@@ -1,0 +1,80 @@
+"""Periodic news: fetch each ticker's stories, store the unseen ones, publish those."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+
+from redis.exceptions import RedisError
+
+from tickerhub_core.logs import ConditionLog
+from tickerhub_core.models import NewsItem
+from tickerhub_core.store import NewsStore
+from tickerhub_poller.sources.base import QuoteSource, SourceError
+
+log = logging.getLogger("tickerhub.poller.news")
+
+
+def merge_news(batches: Sequence[Sequence[NewsItem]]) -> list[NewsItem]:
+    """One item per id; a story listed under several tickers relates to all of them."""
+    merged: dict[str, NewsItem] = {}
+    for items in batches:
+        for item in items:
+            seen = merged.get(item["id"])
+            if seen is None:
+                merged[item["id"]] = {**item, "tickers": list(item["tickers"])}
+            else:
+                seen["tickers"] += [t for t in item["tickers"] if t not in seen["tickers"]]
+    return sorted(merged.values(), key=lambda i: i["published_at"])
+
+
+class NewsPoller:
+    def __init__(
+        self,
+        source: QuoteSource,
+        store: NewsStore,
+        symbols: Sequence[str],
+        interval: float,
+        per_ticker: int,
+        max_items: int,
+        concurrency: int = 4,
+    ) -> None:
+        self._source = source
+        self._store = store
+        self._symbols = list(symbols)
+        self._interval = interval
+        self._per_ticker = per_ticker
+        self._max_items = max_items
+        self._limit = asyncio.Semaphore(concurrency)
+        self._source_failing = ConditionLog(log, f"{source.name} news")
+        self._redis_failing = ConditionLog(log, "redis (news)")
+
+    async def run(self) -> None:
+        while True:
+            await self.poll_once()
+            await asyncio.sleep(self._interval)
+
+    async def poll_once(self) -> list[NewsItem]:
+        """One round over every ticker; returns the items that were new."""
+        batches = await asyncio.gather(*(self._fetch(s) for s in self._symbols))
+        items = merge_news(batches)
+        try:
+            new = await self._store.add(items, self._max_items)
+        except (RedisError, OSError) as exc:
+            self._redis_failing.failed(f"cannot store news ({exc}); next round retries")
+            return []
+        self._redis_failing.recovered()
+        if new:
+            log.info("published %d new news items", len(new))
+        return new
+
+    async def _fetch(self, symbol: str) -> list[NewsItem]:
+        async with self._limit:
+            try:
+                items = await self._source.fetch_news(symbol, self._per_ticker)
+            except SourceError as exc:
+                self._source_failing.failed(f"{symbol}: {type(exc).__name__}: {exc}")
+                return []
+        self._source_failing.recovered()
+        return items

@@ -1,0 +1,125 @@
+"""Writes the snapshot's pending changes to Redis, one atomic diff at a time.
+
+Runs as one task. It survives Redis going away: a failed write leaves the
+changes pending (newer quotes merge over them), and it retries with backoff.
+When it finds Redis behind its own sequence number (Redis restarted empty) it
+writes its whole snapshot back with a ``reset``; when Redis is ahead (another
+producer wrote), it reloads and diffs again. Either way the snapshot in Redis
+ends equal to its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from redis.exceptions import RedisError
+
+from tickerhub_core.backoff import Backoff
+from tickerhub_core.logs import ConditionLog
+from tickerhub_core.store import SnapshotStore
+from tickerhub_poller.snapshot import Snapshot
+
+log = logging.getLogger("tickerhub.poller.publisher")
+
+
+class Publisher:
+    def __init__(
+        self,
+        store: SnapshotStore,
+        snapshot: Snapshot,
+        check_interval: float = 5.0,
+        backoff: Backoff | None = None,
+    ) -> None:
+        self._store = store
+        self._snapshot = snapshot
+        self._check_interval = check_interval
+        self._backoff = backoff or Backoff(base=0.2, cap=10.0)
+        self._dirty = asyncio.Event()
+        self._redis_down = ConditionLog(log, "redis")
+        self.published = 0  # diffs published, for tests and metrics
+
+    def notify(self) -> None:
+        """Something is pending: publish soon (coalesces with other notifications)."""
+        self._dirty.set()
+
+    async def load(self) -> None:
+        """Adopt Redis's snapshot, waiting for Redis as long as it takes."""
+        while True:
+            try:
+                seq, quotes = await self._store.load()
+            except (RedisError, OSError) as exc:
+                self._redis_down.failed(f"cannot load the snapshot ({exc})")
+                await asyncio.sleep(self._backoff.next_delay())
+                continue
+            self._backoff.reset()
+            self._redis_down.recovered()
+            self._snapshot.load(seq, quotes)
+            log.info("loaded snapshot at seq %d with %d symbols", seq, len(quotes))
+            return
+
+    async def run(self) -> None:
+        while True:
+            try:
+                async with asyncio.timeout(self._check_interval):
+                    await self._dirty.wait()
+            except TimeoutError:
+                pass
+            self._dirty.clear()
+            try:
+                await self.flush()
+                await self.check()
+            except (RedisError, OSError) as exc:
+                self._redis_down.failed(f"write failed, will retry ({exc})")
+                await asyncio.sleep(self._backoff.next_delay())
+                self._dirty.set()
+                continue
+            self._backoff.reset()
+            self._redis_down.recovered()
+
+    async def flush(self) -> None:
+        """Publish everything pending; resolve a sequence mismatch and retry."""
+        for _ in range(10):
+            prepared = self._snapshot.prepare()
+            if prepared is None:
+                return
+            try:
+                result = await self._store.publish_diff(
+                    self._snapshot.seq, prepared.message, prepared.encoded
+                )
+            except BaseException:
+                self._snapshot.restore(prepared)
+                raise
+            if result.ok:
+                self._snapshot.commit(prepared)
+                self.published += 1
+                return
+            self._snapshot.restore(prepared)
+            await self._resync(result.seq)
+        raise RedisError("sequence kept moving under us: another producer is racing")
+
+    async def check(self) -> None:
+        """Catch a Redis that restarted empty even when nothing is changing."""
+        redis_seq = await self._store.load_seq()
+        if redis_seq != self._snapshot.seq:
+            await self._resync(redis_seq)
+
+    async def _resync(self, redis_seq: int) -> None:
+        snapshot = self._snapshot
+        if redis_seq < snapshot.seq:
+            # Redis lost what we wrote (restart without persistence): write it back.
+            # The sequence keeps rising, so readers see a jump and reload.
+            new_seq = snapshot.seq + 1
+            log.warning(
+                "redis is at seq %d, behind our %d: rewriting %d symbols at seq %d",
+                redis_seq,
+                snapshot.seq,
+                len(snapshot.published),
+                new_seq,
+            )
+            await self._store.reset(new_seq, snapshot.encoded_all())
+            snapshot.seq = new_seq
+        else:
+            log.info("redis is at seq %d, ahead of our %d: reloading", redis_seq, snapshot.seq)
+            seq, quotes = await self._store.load()
+            snapshot.load(seq, quotes)

@@ -1,0 +1,72 @@
+"""The poller service: wires the source, the snapshot and Redis together."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from redis.asyncio import Redis
+
+from tickerhub_core.store import NewsStore, SnapshotStore
+from tickerhub_poller.batcher import QuoteBatcher
+from tickerhub_poller.news import NewsPoller
+from tickerhub_poller.publisher import Publisher
+from tickerhub_poller.settings import PollerSettings
+from tickerhub_poller.snapshot import Snapshot
+from tickerhub_poller.sources.base import QuoteSource
+from tickerhub_poller.tickers import TickerTask
+
+log = logging.getLogger("tickerhub.poller")
+
+
+class Poller:
+    def __init__(self, settings: PollerSettings, redis: Redis, source: QuoteSource) -> None:
+        self.settings = settings
+        self.snapshot = Snapshot()
+        self.publisher = Publisher(SnapshotStore(redis, settings.keys), self.snapshot)
+        self.batcher = QuoteBatcher(source, settings.batch_size, settings.batch_window)
+        self.tickers = [
+            TickerTask(
+                s,
+                self.batcher,
+                self.snapshot,
+                self.publisher.notify,
+                settings.poll_freq,
+                settings.stale_after,
+            )  # fmt: skip
+            for s in settings.tickers
+        ]
+        self.news = NewsPoller(
+            source,
+            NewsStore(redis, settings.keys),
+            settings.tickers,
+            settings.news_interval,
+            settings.news_per_ticker,
+            settings.news_max_items,
+        )
+        self._source = source
+
+    async def run(self) -> None:
+        """Run until cancelled. Loads Redis's snapshot first so a restart diffs against it."""
+        await self.publisher.load()
+        log.info(
+            "polling %d tickers from %s every %ss",
+            len(self.tickers),
+            self._source.name,
+            self.settings.poll_freq,
+        )
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                tasks.create_task(self.publisher.run(), name="publisher")
+                for ticker in self.tickers:
+                    tasks.create_task(ticker.run(), name=f"ticker:{ticker.symbol}")
+                if self.settings.news_interval > 0:
+                    tasks.create_task(self.news.run(), name="news")
+        finally:
+            await self.batcher.aclose()
+            # Last chance to write what is pending, bounded so shutdown stays quick.
+            try:
+                async with asyncio.timeout(2):
+                    await self.publisher.flush()
+            except Exception as exc:  # shutting down: report, do not raise
+                log.warning("could not publish pending changes on shutdown: %s", exc)

@@ -1,0 +1,56 @@
+"""Poller settings, from the environment and ``.env`` (documented in ``.env.example``)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import NoDecode
+
+from tickerhub_core.settings import CommonSettings
+from tickerhub_core.symbols import parse_symbol_list
+
+DEFAULT_TICKERS = "AAPL,MSFT,GOOGL,AMZN,NVDA,META,TSLA"
+
+
+class PollerSettings(CommonSettings):
+    tickers: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: parse_symbol_list(DEFAULT_TICKERS),
+        description="Comma-separated symbols to poll.",
+    )
+    poll_freq: float = Field(default=5.0, gt=0, description="Seconds between polls of a ticker.")
+    source: Literal["yfinance", "simulated"] = Field(
+        default="yfinance", description="Where quotes come from."
+    )
+    news_interval: float = Field(
+        default=300.0, ge=0, description="Seconds between news polls (0 disables news)."
+    )
+    news_max_items: int = Field(default=500, ge=1, description="Newest news items kept.")
+    news_per_ticker: int = Field(
+        default=10, ge=1, le=100, description="News items asked per ticker."
+    )
+    stale_after: int = Field(
+        default=3, ge=1, description="Missed cycles after which a quote is marked stale."
+    )
+    batch_size: int = Field(
+        default=50, ge=1, le=500, description="Most symbols per upstream quote request."
+    )
+    batch_window: float = Field(
+        default=0.05, ge=0, description="Seconds to gather ticker requests into one batch."
+    )
+    request_timeout: float = Field(default=10.0, gt=0, description="Upstream request timeout.")
+    sim_seed: int = Field(default=42, description="Seed of the simulated random walk.")
+    sim_volatility: float = Field(
+        default=0.001, ge=0, description="Simulated per-tick relative price move (stdev)."
+    )
+
+    @field_validator("tickers", mode="before")
+    @classmethod
+    def _parse_tickers(cls, value: object) -> list[str]:
+        if isinstance(value, str | list | tuple):
+            symbols = parse_symbol_list(value)  # raises with the bad symbol named
+        else:
+            raise ValueError("must be a comma-separated list of symbols")
+        if not symbols:
+            raise ValueError("must name at least one symbol, e.g. TICKERS=AAPL,MSFT")
+        return symbols

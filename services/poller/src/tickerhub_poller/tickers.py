@@ -1,0 +1,74 @@
+"""One task per ticker: poll, keep the latest quote pending, mark stale after misses."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from tickerhub_core.models import Quote
+from tickerhub_poller.batcher import BatchFailedError, QuoteBatcher
+from tickerhub_poller.snapshot import Snapshot
+from tickerhub_poller.sources.base import NoDataError, SourceError
+
+log = logging.getLogger("tickerhub.poller.tickers")
+
+# A symbol Yahoo has no price for (delisted, mistyped) is retried this rarely.
+NO_DATA_RETRY = 300.0
+
+
+class TickerTask:
+    def __init__(
+        self,
+        symbol: str,
+        batcher: QuoteBatcher,
+        snapshot: Snapshot,
+        notify: Callable[[], None],
+        poll_freq: float,
+        stale_after: int,
+    ) -> None:
+        self.symbol = symbol
+        self._batcher = batcher
+        self._snapshot = snapshot
+        self._notify = notify
+        self._poll_freq = poll_freq
+        self._stale_after = stale_after
+        self.misses = 0
+
+    async def run(self) -> None:
+        while True:
+            delay = await self.poll_once()
+            await asyncio.sleep(delay)
+
+    async def poll_once(self) -> float:
+        """Poll once; return how long to wait before the next poll."""
+        try:
+            quote = await self._batcher.get(self.symbol)
+        except SourceError as exc:
+            return self._missed(exc)
+        if self.misses and self.misses >= self._stale_after:
+            log.info("%s: fresh again after %d missed cycles", self.symbol, self.misses)
+        self.misses = 0
+        self._snapshot.update({**quote, "symbol": self.symbol, "stale": False})  # type: ignore[typeddict-item]
+        self._notify()
+        return self._poll_freq
+
+    def _missed(self, exc: SourceError) -> float:
+        self.misses += 1
+        if self.misses == self._stale_after:
+            last: Quote | None = self._snapshot.get(self.symbol)
+            if last is not None and not last.get("stale"):
+                log.warning("%s: marked stale after %d missed cycles (%s)", self.symbol,
+                            self.misses, exc)  # fmt: skip
+                self._snapshot.update({**last, "stale": True})
+                self._notify()
+        if isinstance(exc, NoDataError):
+            if self.misses == 1:
+                log.warning("%s: no data from the source (%s); retrying every %.0fs",
+                            self.symbol, exc, NO_DATA_RETRY)  # fmt: skip
+            if self.misses < self._stale_after:
+                return self._poll_freq
+            return max(self._poll_freq, NO_DATA_RETRY)
+        if isinstance(exc, BatchFailedError):
+            return max(self._poll_freq, exc.retry_after)
+        return self._poll_freq
