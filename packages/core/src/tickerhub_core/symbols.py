@@ -13,7 +13,7 @@ from collections.abc import Iterable
 MAX_SYMBOL_LENGTH = 20
 
 # Yahoo symbols look like AAPL, BRK-B, ^GSPC, EURUSD=X, BTC-USD, 7203.T, ES=F.
-_SYMBOL_RE = re.compile(r"^\^?[A-Z0-9][A-Z0-9.\-=]{0,%d}$" % (MAX_SYMBOL_LENGTH - 2))
+_SYMBOL_RE = re.compile(rf"^\^?[A-Z0-9][A-Z0-9.\-=]{{0,{MAX_SYMBOL_LENGTH - 2}}}$")
 
 
 class InvalidSymbolError(ValueError):

@@ -55,7 +55,7 @@ class RedisServer:
                 str(self._dir),
                 "--logfile",
                 str(self._dir / "redis.log"),
-            ],  # fmt: skip
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )

@@ -116,7 +116,8 @@ class QuoteBatcher:
         if isinstance(exc, RateLimitedError):
             self._paused_until = max(self._paused_until, self._clock() + retry_after)
         self._condition.failed(
-            f"{type(exc).__name__} for a batch of {len(batch)} ({exc}); retrying in {retry_after:.1f}s"
+            f"{type(exc).__name__} for a batch of {len(batch)} ({exc}); "
+            f"retrying in {retry_after:.1f}s"
         )
         error = BatchFailedError(exc, retry_after)
         for futures in batch.values():

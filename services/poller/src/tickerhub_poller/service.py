@@ -33,7 +33,7 @@ class Poller:
                 self.publisher.notify,
                 settings.poll_freq,
                 settings.stale_after,
-            )  # fmt: skip
+            )
             for s in settings.tickers
         ]
         self.news = NewsPoller(

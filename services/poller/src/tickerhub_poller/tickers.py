@@ -58,14 +58,19 @@ class TickerTask:
         if self.misses == self._stale_after:
             last: Quote | None = self._snapshot.get(self.symbol)
             if last is not None and not last.get("stale"):
-                log.warning("%s: marked stale after %d missed cycles (%s)", self.symbol,
-                            self.misses, exc)  # fmt: skip
+                log.warning(
+                    "%s: marked stale after %d missed cycles (%s)", self.symbol, self.misses, exc
+                )
                 self._snapshot.update({**last, "stale": True})
                 self._notify()
         if isinstance(exc, NoDataError):
             if self.misses == 1:
-                log.warning("%s: no data from the source (%s); retrying every %.0fs",
-                            self.symbol, exc, NO_DATA_RETRY)  # fmt: skip
+                log.warning(
+                    "%s: no data from the source (%s); retrying every %.0fs",
+                    self.symbol,
+                    exc,
+                    NO_DATA_RETRY,
+                )
             if self.misses < self._stale_after:
                 return self._poll_freq
             return max(self._poll_freq, NO_DATA_RETRY)

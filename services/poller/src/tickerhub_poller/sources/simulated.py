@@ -48,8 +48,16 @@ class SimulatedSource:
         if walk is None:
             rng = random.Random(f"{self._seed}:{symbol}")
             close = round(rng.uniform(20, 500), 2)
-            walk = _Walk(rng, close, close, close, close, close, rng.randint(10_000, 1_000_000),
-                         self._start_time)  # fmt: skip
+            walk = _Walk(
+                rng,
+                close,
+                close,
+                close,
+                close,
+                close,
+                rng.randint(10_000, 1_000_000),
+                self._start_time,
+            )
             self._walks[symbol] = walk
         return walk
 
