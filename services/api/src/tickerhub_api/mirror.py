@@ -1,0 +1,81 @@
+"""The process's own copy of the snapshot, kept exact by sequence numbers.
+
+Loaded from Redis after subscribing, then advanced diff by diff. A diff that is
+not exactly ``seq + 1`` means something was lost; the caller reloads (see the
+"Sequence numbers" section of docs/protocol.md).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from tickerhub_core import wire
+from tickerhub_core.models import Quote
+
+
+class Step(enum.Enum):
+    NEXT = "next"  # seq == last + 1: apply it
+    STALE = "stale"  # already included in what we loaded: skip it
+    GAP = "gap"  # something was lost: reload
+
+
+class Mirror:
+    def __init__(self) -> None:
+        self.seq = 0
+        self.loaded = False
+        self._quotes: dict[str, dict[str, Any]] = {}
+        self._full_frame: tuple[int, str] | None = None
+
+    def load(self, seq: int, quotes: Mapping[str, Quote]) -> set[str]:
+        """Replace everything; return the symbols whose quote differs (added, changed, gone)."""
+        fresh = {symbol: dict(quote) for symbol, quote in quotes.items()}
+        old = self._quotes
+        changed = {s for s in fresh.keys() | old.keys() if fresh.get(s) != old.get(s)}
+        self._quotes = fresh
+        self.seq = seq
+        self.loaded = True
+        self._full_frame = None
+        return changed
+
+    def check(self, seq: int) -> Step:
+        if seq <= self.seq:
+            return Step.STALE
+        if seq == self.seq + 1:
+            return Step.NEXT
+        return Step.GAP
+
+    def apply(self, seq: int, data: Mapping[str, Mapping[str, Any]]) -> None:
+        """Merge a diff (``check(seq)`` must have said NEXT). New symbols carry every field."""
+        quotes = self._quotes
+        for symbol, fields in data.items():
+            quote = quotes.get(symbol)
+            if quote is None:
+                quotes[symbol] = dict(fields)
+            else:
+                quote.update(fields)
+        self.seq = seq
+
+    def get(self, symbol: str) -> Quote | None:
+        return self._quotes.get(symbol)  # type: ignore[return-value]
+
+    def __contains__(self, symbol: object) -> bool:
+        return symbol in self._quotes
+
+    def symbols(self) -> Iterable[str]:
+        return self._quotes.keys()
+
+    def view(self, symbols: Iterable[str] | None = None) -> dict[str, Quote]:
+        """Copies are not needed: the result is encoded before the next diff is applied."""
+        if symbols is None:
+            return dict(self._quotes)  # type: ignore[arg-type]
+        quotes = self._quotes
+        return {s: quotes[s] for s in symbols if s in quotes}  # type: ignore[misc]
+
+    def full_snapshot_frame(self) -> str:
+        """The ``snapshot`` of every symbol, encoded once per seq for every client that wants it."""
+        if self._full_frame is None or self._full_frame[0] != self.seq:
+            frame = wire.snapshot_message(self.seq, self._quotes).decode()  # type: ignore[arg-type]
+            self._full_frame = (self.seq, frame)
+        return self._full_frame[1]

@@ -1,0 +1,206 @@
+"""The ``/ws/prices`` stream: watchlists, replies and the fan-out of diffs.
+
+Everything here is synchronous: the hub calls :meth:`PriceStream.publish_diff`
+for each diff straight from its Redis reader, and the cost is one encode per
+diff plus, per watching connection, a dict merge and an event set. Nothing
+waits for a client.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from tickerhub_api.connection import Connection
+from tickerhub_api.mirror import Mirror
+from tickerhub_api.protocol import TOO_MANY_SYMBOLS, Command, Ping, ProtocolError, parse_message
+from tickerhub_api.watchers import WatchIndex
+from tickerhub_core import wire
+
+PONG = "pong"
+
+
+def error_frame(code: str, message: str) -> str:
+    return wire.error_message(code, message).decode()
+
+
+class PriceStream:
+    def __init__(self, mirror: Mirror, max_symbols: int) -> None:
+        self._mirror = mirror
+        self._max_symbols = max_symbols
+        self._index: WatchIndex[Connection] = WatchIndex()
+        self.connections: set[Connection] = set()
+
+    # -- connections ---------------------------------------------------------
+
+    def attach(self, conn: Connection) -> None:
+        """Register a new connection; it gets a full snapshot now, or once the hub has loaded."""
+        self.connections.add(conn)
+        self._index.watch_everything(conn)
+        if self._mirror.loaded:
+            self._queue_snapshot(conn)
+
+    def detach(self, conn: Connection) -> None:
+        self.connections.discard(conn)
+        self._index.remove(conn, conn.watch)
+
+    # -- client messages -----------------------------------------------------
+
+    def handle_text(self, conn: Connection, text: str) -> None:
+        try:
+            message = parse_message(text, self._max_symbols)
+            if isinstance(message, Ping):
+                conn.send_frame(PONG)
+            else:
+                self._apply(conn, message)
+        except ProtocolError as exc:
+            conn.send_frame(error_frame(exc.code, exc.message))
+
+    def _apply(self, conn: Connection, command: Command) -> None:
+        symbols = command.symbols
+        if command.action == "watchlist":
+            self._set_watch(conn, None if symbols is None else set(symbols))
+            self._queue_snapshot(conn, reply={"watchlist": _listed(conn.watch)}, asked=symbols)
+        elif command.action == "subscribe":
+            assert symbols is not None
+            self._subscribe(conn, symbols)
+        else:
+            assert symbols is not None
+            self._unsubscribe(conn, symbols)
+
+    def _subscribe(self, conn: Connection, symbols: tuple[str, ...]) -> None:
+        watch = conn.watch
+        if watch is not None:
+            added = [s for s in symbols if s not in watch]
+            if len(watch) + len(added) > self._max_symbols:
+                raise ProtocolError(
+                    TOO_MANY_SYMBOLS,
+                    f"at most {self._max_symbols} symbols per connection "
+                    f"({len(watch)} watched, {len(added)} more asked)",
+                )
+            watch.update(added)
+            self._index.watch(conn, added)
+        if not self._mirror.loaded:
+            return  # the first snapshot, once loaded, covers them
+        seq = self._mirror.seq
+        # The quotes just sent supersede whatever was pending for them.
+        conn.outbox.drop(symbols)
+        conn.outbox.floor(seq)
+        conn.send_frame(
+            _encode(
+                {
+                    "type": "snapshot",
+                    "seq": seq,
+                    "partial": True,
+                    "data": self._mirror.view(symbols),
+                    "subscribed": list(symbols),
+                    "unknown": self._unknown(symbols),
+                    "watchlist": _listed(conn.watch),
+                }
+            )
+        )
+
+    def _unsubscribe(self, conn: Connection, symbols: tuple[str, ...]) -> None:
+        if conn.watch is None:
+            # "Everything but these" becomes an explicit watchlist of today's symbols.
+            self._set_watch(conn, set(self._mirror.symbols()).difference(symbols))
+        else:
+            conn.watch.difference_update(symbols)
+            self._index.unwatch(conn, symbols)
+        conn.outbox.drop(symbols)
+        conn.send_frame(
+            _encode(
+                {
+                    "type": "unsubscribed",
+                    "symbols": list(symbols),
+                    "watchlist": _listed(conn.watch),
+                }
+            )
+        )
+
+    def _set_watch(self, conn: Connection, watch: set[str] | None) -> None:
+        self._index.remove(conn, conn.watch)
+        conn.watch = watch
+        if watch is None:
+            self._index.watch_everything(conn)
+        else:
+            self._index.watch(conn, watch)
+
+    # -- from the hub --------------------------------------------------------
+
+    def publish_diff(self, seq: int, ts: int | None, data: Mapping[str, Mapping[str, Any]]) -> None:
+        """Fan one diff (already applied to the mirror) out to the connections that watch it."""
+        frame: str | None = None
+        everything = self._index.everything
+        if everything:
+            frame = wire.diff_message(seq, data, ts).decode()
+            for conn in everything:
+                if conn.synced:
+                    conn.outbox.push_diff(seq, ts, data, frame)
+                    conn.wake()
+        for conn, symbols in self._index.split(data).items():
+            if not conn.synced:
+                continue
+            if len(symbols) == len(data):
+                if frame is None:
+                    frame = wire.diff_message(seq, data, ts).decode()
+                conn.outbox.push_diff(seq, ts, data, frame)
+            else:
+                conn.outbox.push_diff(seq, ts, {s: data[s] for s in symbols})
+            conn.wake()
+
+    def resync(self, changed: set[str] | None = None) -> None:
+        """After a (re)load: a fresh snapshot to every connection whose symbols changed.
+
+        ``changed=None`` means every connection. Connections still waiting for their
+        first snapshot always get one.
+        """
+        for conn in self.connections:
+            if not conn.synced or changed is None:
+                self._queue_snapshot(conn)
+            elif conn.watch is None:
+                if changed:
+                    self._queue_snapshot(conn)
+            elif not conn.watch.isdisjoint(changed):
+                self._queue_snapshot(conn)
+
+    # -- helpers -------------------------------------------------------------
+
+    def _queue_snapshot(
+        self,
+        conn: Connection,
+        reply: dict[str, Any] | None = None,
+        asked: Iterable[str] | None = None,
+    ) -> None:
+        """A ``snapshot`` of the connection's whole watchlist: it replaces the client's state."""
+        mirror = self._mirror
+        if not mirror.loaded:
+            return
+        if reply is None and conn.watch is None:
+            frame = mirror.full_snapshot_frame()
+        else:
+            message: dict[str, Any] = {
+                "type": "snapshot",
+                "seq": mirror.seq,
+                "data": mirror.view(conn.watch),
+            }
+            if reply is not None:
+                message.update(reply)
+                message["unknown"] = self._unknown(asked or ())
+            frame = _encode(message)
+        conn.outbox.clear_pending()
+        conn.outbox.floor(mirror.seq)
+        conn.synced = True
+        conn.send_frame(frame)
+
+    def _unknown(self, symbols: Iterable[str]) -> list[str]:
+        mirror = self._mirror
+        return [s for s in symbols if s not in mirror]
+
+
+def _listed(watch: set[str] | None) -> list[str] | None:
+    return None if watch is None else sorted(watch)
+
+
+def _encode(message: dict[str, Any]) -> str:
+    return wire.dumps(message).decode()
