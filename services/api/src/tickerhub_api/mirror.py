@@ -63,6 +63,9 @@ class Mirror:
     def __contains__(self, symbol: object) -> bool:
         return symbol in self._quotes
 
+    def __len__(self) -> int:
+        return len(self._quotes)
+
     def symbols(self) -> Iterable[str]:
         return self._quotes.keys()
 

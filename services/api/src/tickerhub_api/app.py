@@ -1,0 +1,67 @@
+"""The application factory. Nothing connects at import time: the lifespan does."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from redis.asyncio import Redis
+
+from tickerhub_api.hub import Hub
+from tickerhub_api.routes import rest, ws
+from tickerhub_api.settings import ApiSettings
+
+# Fail fast on a dead Redis instead of hanging requests; the hub retries with backoff.
+REDIS_SOCKET_TIMEOUT = 5.0
+
+
+def create_app(
+    settings: ApiSettings | None = None,
+    *,
+    redis: Redis | None = None,
+    history: Any | None = None,
+) -> FastAPI:
+    """Build the app. ``redis`` and ``history`` are injected by tests; when given, the
+    caller owns them (the app does not close them)."""
+    settings = settings or ApiSettings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        client = redis or Redis.from_url(
+            settings.redis_url,
+            decode_responses=False,
+            socket_connect_timeout=REDIS_SOCKET_TIMEOUT,
+            health_check_interval=30,
+        )
+        # ``None``: built on first use (routes/rest.py), so a process that never
+        # serves history never imports yfinance and pandas (tens of MiB).
+        app.state.history = history
+        hub = Hub(client, settings)
+        app.state.settings = settings
+        app.state.redis = client
+        app.state.hub = hub
+        await hub.start()
+        try:
+            yield
+        finally:
+            await hub.stop()
+            if redis is None:
+                await client.aclose()
+
+    app = FastAPI(
+        title="TickerHub api",
+        summary="Real-time quotes and news: REST snapshot and WebSocket streams.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.add_exception_handler(rest.ApiError, _api_error)  # type: ignore[arg-type]
+    app.include_router(rest.router)
+    app.include_router(ws.router)
+    return app
+
+
+async def _api_error(request: Request, exc: rest.ApiError) -> JSONResponse:
+    return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)

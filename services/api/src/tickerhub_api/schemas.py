@@ -1,0 +1,65 @@
+"""Response models: they document the REST API in OpenAPI (/docs).
+
+The routes return plain dicts already shaped like these (they come from Redis
+or the mirror as JSON); the models describe them, they are not a second store.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Quote(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    symbol: str = Field(description="Canonical upper-case symbol.", examples=["AAPL"])
+    seq: int | None = Field(default=None, description="Seq of the diff that last changed it.")
+    name: str | None = None
+    price: float | None = None
+    change: float | None = None
+    change_percent: float | None = Field(default=None, description="1.5 means +1.5 %.")
+    previous_close: float | None = None
+    open: float | None = None
+    day_high: float | None = None
+    day_low: float | None = None
+    volume: int | None = None
+    currency: str | None = None
+    exchange: str | None = None
+    market_state: str | None = Field(default=None, examples=["REGULAR"])
+    market_time: str | None = Field(default=None, description="ISO-8601 UTC.")
+    stale: bool = Field(default=False, description="The source has been failing for it.")
+
+
+class NewsItem(BaseModel):
+    id: str
+    title: str
+    publisher: str | None = None
+    link: str | None = None
+    published_at: str = Field(description="ISO-8601 UTC.")
+    tickers: list[str] = Field(default_factory=list, description="Related symbols.")
+
+
+class HistoryPoint(BaseModel):
+    date: str = Field(description="ISO-8601 UTC.")
+    open: float | None = None
+    high: float | None = None
+    low: float | None = None
+    close: float | None = None
+    volume: int | None = None
+
+
+class ErrorDetail(BaseModel):
+    detail: str = Field(description="What went wrong, for a person.")
+
+
+class Health(BaseModel):
+    status: str = Field(examples=["ok"])
+
+
+class Readiness(BaseModel):
+    status: str = Field(examples=["ready", "not ready"])
+    redis: bool = Field(description="Redis answered a PING.")
+    snapshot: bool = Field(description="The process holds the snapshot and is subscribed.")
+    seq: int = Field(description="Seq of the snapshot this process serves.")
+    symbols: int
+    connections: int = Field(description="Open WebSocket connections in this process.")
