@@ -1,0 +1,365 @@
+"""Yahoo Finance through yfinance: one ``v7/finance/quote`` request per batch.
+
+Why this call (see ``docs/yfinance.md``): ``Ticker.info`` costs three requests
+per ticker and ``history`` one per ticker without ``marketState``; yfinance's
+internal ``YfData().get_raw_json`` on ``v7/finance/quote?symbols=A,B,C`` answers a
+whole batch in one request with every field a quote needs, and still gets
+yfinance's cookie and crumb handling. It is private API: the mapping below is
+defensive, and every failure becomes a :class:`SourceError`.
+
+Blocking yfinance calls run in a worker thread (``asyncio.to_thread``) under an
+overall deadline. A thread cannot be cancelled: after a deadline the request
+finishes (or hits the HTTP timeout, the same number of seconds) in the
+background and its answer is dropped.
+
+Nothing here touches the network or yfinance's global state at import time.
+yfinance keeps one process-wide session (``YfData`` is a singleton): passing
+``session`` installs it for the whole process, which is what tests want.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+from tickerhub_core.models import NewsItem, Quote, iso_utc, make_quote
+from tickerhub_core.symbols import InvalidSymbolError, is_valid_symbol, normalize_symbol
+from tickerhub_poller.sources.base import (
+    MalformedResponseError,
+    NoDataError,
+    RateLimitedError,
+    SourceError,
+    SourceUnavailableError,
+)
+
+log = logging.getLogger(__name__)
+
+QUOTE_URL = "https://query1.finance.yahoo.com/v7/finance/quote"
+
+# Only what we map; Yahoo answers with fewer bytes when asked for fewer fields.
+QUOTE_FIELDS = (
+    "symbol,shortName,longName,currency,exchange,fullExchangeName,marketState,"
+    "regularMarketPrice,regularMarketChange,regularMarketChangePercent,"
+    "regularMarketPreviousClose,regularMarketOpen,regularMarketDayHigh,"
+    "regularMarketDayLow,regularMarketVolume,regularMarketTime"
+)
+
+T = TypeVar("T")
+
+_UNAVAILABLE_NAMES = frozenset(
+    {
+        "Timeout",
+        "TimeoutError",
+        "ConnectTimeout",
+        "ReadTimeout",
+        "ConnectionError",
+        "ProxyError",
+        "SSLError",
+        "DNSError",
+        "ChunkedEncodingError",
+        "RemoteDisconnected",
+        "IncompleteRead",
+        "SessionClosed",
+        "CurlError",
+    }
+)
+
+
+def map_error(exc: BaseException) -> SourceError:
+    """Translate whatever yfinance / requests / curl_cffi raised into a :class:`SourceError`."""
+    if isinstance(exc, SourceError):
+        return exc
+    from yfinance.exceptions import YFDataException, YFException, YFRateLimitError
+
+    if isinstance(exc, YFRateLimitError):
+        return RateLimitedError(str(exc))
+    response = getattr(exc, "response", None)
+    status = getattr(response, "status_code", None)
+    if isinstance(status, int) and status >= 400:
+        if status == 429:
+            return RateLimitedError(f"HTTP 429 from Yahoo: {exc}")
+        if status >= 500 or status in (401, 403, 408):
+            # 401/403: cookie or crumb refused even after yfinance's retry; later may work.
+            return SourceUnavailableError(f"HTTP {status} from Yahoo")
+        return MalformedResponseError(f"HTTP {status} from Yahoo")
+    if isinstance(exc, YFDataException) and "CURRENTLY DOWN" in str(exc):
+        return SourceUnavailableError("Yahoo Finance is down ('Will be right back')")
+    if isinstance(exc, TimeoutError):
+        return SourceUnavailableError("timed out")
+    if isinstance(exc, json.JSONDecodeError) or type(exc).__name__ in (
+        "JSONDecodeError",
+        "InvalidJSONError",
+    ):
+        return MalformedResponseError(f"Yahoo answered with something that is not JSON: {exc}")
+    if any(cls.__name__ in _UNAVAILABLE_NAMES for cls in type(exc).__mro__):
+        return SourceUnavailableError(f"{type(exc).__name__}: {exc}")
+    if isinstance(exc, OSError):  # socket errors; curl_cffi's RequestException is an OSError
+        return SourceUnavailableError(f"{type(exc).__name__}: {exc}")
+    if isinstance(exc, YFException):
+        return MalformedResponseError(f"{type(exc).__name__}: {exc}")
+    if isinstance(exc, KeyError | TypeError | ValueError | AttributeError | IndexError):
+        return MalformedResponseError(f"unexpected answer from Yahoo: {type(exc).__name__}: {exc}")
+    return SourceUnavailableError(f"{type(exc).__name__}: {exc}")
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def _integer(value: Any) -> int | None:
+    number = _number(value)
+    return int(number) if number is not None else None
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _market_time(value: Any) -> str | None:
+    seconds = _number(value)
+    if seconds is None or seconds <= 0:
+        return None
+    try:
+        return iso_utc(seconds)
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
+def quote_from_yahoo(symbol: str, item: dict[str, Any]) -> Quote | None:
+    """Map one ``quoteResponse.result`` entry; ``None`` when it has no usable price."""
+    price = _number(item.get("regularMarketPrice"))
+    if price is None:
+        return None
+    return make_quote(
+        symbol,
+        name=_text(item.get("shortName")) or _text(item.get("longName")),
+        price=price,
+        change=_number(item.get("regularMarketChange")),
+        change_percent=_number(item.get("regularMarketChangePercent")),
+        previous_close=_number(item.get("regularMarketPreviousClose")),
+        open=_number(item.get("regularMarketOpen")),
+        day_high=_number(item.get("regularMarketDayHigh")),
+        day_low=_number(item.get("regularMarketDayLow")),
+        volume=_integer(item.get("regularMarketVolume")),
+        currency=_text(item.get("currency")),
+        exchange=_text(item.get("fullExchangeName")) or _text(item.get("exchange")),
+        market_state=_text(item.get("marketState")),
+        market_time=_market_time(item.get("regularMarketTime")),
+    )
+
+
+def parse_quote_response(symbols: Sequence[str], payload: Any) -> dict[str, Quote | SourceError]:
+    """Turn a v7 quote answer into the result dict for ``symbols`` (already canonical)."""
+    if not isinstance(payload, dict) or not isinstance(payload.get("quoteResponse"), dict):
+        raise MalformedResponseError("answer has no 'quoteResponse' object")
+    body = payload["quoteResponse"]
+    error = body.get("error")
+    if error:
+        raise MalformedResponseError(f"Yahoo reported an error: {error!r:.200}")
+    items = body.get("result")
+    if items is None:
+        items = []
+    if not isinstance(items, list):
+        raise MalformedResponseError("'quoteResponse.result' is not a list")
+    by_symbol: dict[str, dict[str, Any]] = {}
+    for item in items:
+        if isinstance(item, dict) and isinstance(item.get("symbol"), str):
+            by_symbol.setdefault(item["symbol"].upper(), item)
+    result: dict[str, Quote | SourceError] = {}
+    for symbol in symbols:
+        item = by_symbol.get(symbol)
+        if item is None:
+            result[symbol] = NoDataError(f"{symbol}: not in Yahoo's answer")
+            continue
+        quote = quote_from_yahoo(symbol, item)
+        result[symbol] = quote if quote is not None else NoDataError(f"{symbol}: no price")
+    return result
+
+
+def news_from_yahoo(symbol: str, article: Any) -> NewsItem | None:
+    """Map one ``tickerStream.stream`` entry; ``None`` when id, title or date is missing."""
+    if not isinstance(article, dict):
+        return None
+    content = article.get("content")
+    if not isinstance(content, dict):
+        return None
+    news_id = _text(article.get("id")) or _text(content.get("id"))
+    title = _text(content.get("title"))
+    try:
+        published = iso_utc(content.get("pubDate")) if _text(content.get("pubDate")) else None
+    except (ValueError, TypeError, OverflowError):
+        published = None
+    if not (news_id and title and published):
+        return None
+
+    def url_of(key: str) -> str | None:
+        holder = content.get(key)
+        return _text(holder.get("url")) if isinstance(holder, dict) else None
+
+    provider = content.get("provider")
+    publisher = _text(provider.get("displayName")) if isinstance(provider, dict) else None
+    tickers = [symbol]
+    finance = content.get("finance")
+    related = finance.get("stockTickers") if isinstance(finance, dict) else None
+    for entry in related if isinstance(related, list) else ():
+        raw = entry.get("symbol") if isinstance(entry, dict) else entry
+        try:
+            canonical = normalize_symbol(raw)
+        except InvalidSymbolError:
+            continue
+        if canonical not in tickers:
+            tickers.append(canonical)
+    return NewsItem(
+        id=news_id,
+        title=title,
+        publisher=publisher,
+        link=url_of("canonicalUrl") or url_of("clickThroughUrl"),
+        published_at=published,
+        tickers=tickers,
+    )
+
+
+class YFinanceSource:
+    """The :class:`~tickerhub_poller.sources.base.QuoteSource` backed by Yahoo via yfinance."""
+
+    name = "yfinance"
+
+    def __init__(
+        self,
+        max_batch: int = 50,
+        timeout: float = 10.0,
+        session: Any = None,
+    ) -> None:
+        if max_batch < 1:
+            raise ValueError("max_batch must be at least 1")
+        if timeout <= 0:
+            raise ValueError("timeout must be positive")
+        self.max_batch = max_batch
+        self.timeout = timeout
+        self._session = session
+        self._closed = False
+        self._inflight: set[asyncio.Future[Any]] = set()
+
+    # -- plumbing --------------------------------------------------------------
+
+    def _yfdata(self) -> Any:
+        from yfinance.data import YfData
+
+        # Re-passing the session each time keeps it installed even if something
+        # else in the process replaced yfinance's singleton session.
+        return YfData(session=self._session) if self._session is not None else YfData()
+
+    async def _run(self, what: str, fn: Callable[[], T]) -> T:
+        if self._closed:
+            raise SourceUnavailableError("source is closed")
+        future = asyncio.ensure_future(asyncio.to_thread(fn))
+        self._inflight.add(future)
+        future.add_done_callback(self._inflight.discard)
+        started = time.monotonic()
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), self.timeout)
+        except TimeoutError:
+            future.add_done_callback(_swallow)
+            raise SourceUnavailableError(f"{what}: no answer within {self.timeout:g}s") from None
+        except SourceError:
+            raise
+        except Exception as exc:
+            error = map_error(exc)
+            log.debug(
+                "yfinance %s failed after %.2fs: %r -> %s",
+                what,
+                time.monotonic() - started,
+                exc,
+                type(error).__name__,
+            )
+            raise error from exc
+
+    # -- quotes ------------------------------------------------------------------
+
+    async def fetch_quotes(self, symbols: Sequence[str]) -> dict[str, Quote | SourceError]:
+        result: dict[str, Quote | SourceError] = {}
+        wanted: list[str] = []
+        for symbol in symbols:
+            if isinstance(symbol, str) and is_valid_symbol(symbol):
+                if symbol not in wanted:
+                    wanted.append(symbol)
+            else:
+                # Never send it to Yahoo; report it like a symbol Yahoo does not know.
+                result[str(symbol)] = NoDataError(f"not a valid symbol: {symbol!r:.40}")
+        # The batcher sends at most max_batch; split defensively if a caller did not.
+        for start in range(0, len(wanted), self.max_batch):
+            batch = wanted[start : start + self.max_batch]
+            payload = await self._run("quote", lambda batch=batch: self._get_quotes(batch))
+            try:
+                result.update(parse_quote_response(batch, payload))
+            except SourceError:
+                raise
+            except Exception as exc:  # a shape we did not foresee
+                raise MalformedResponseError(f"unexpected quote answer: {exc!r:.200}") from exc
+        return result
+
+    def _get_quotes(self, batch: list[str]) -> Any:
+        params = {
+            "symbols": ",".join(batch),
+            "formatted": "false",
+            "fields": QUOTE_FIELDS,
+            "lang": "en-US",
+            "region": "US",
+        }
+        # get_raw_json goes through YfData.get (cookie + crumb), never the
+        # expiry-less cache_get, and raises HTTPError for 4xx/5xx.
+        return self._yfdata().get_raw_json(QUOTE_URL, params=params, timeout=self.timeout)
+
+    # -- news ----------------------------------------------------------------------
+
+    async def fetch_news(self, symbol: str, count: int) -> list[NewsItem]:
+        if not isinstance(symbol, str) or not is_valid_symbol(symbol):
+            raise NoDataError(f"not a valid symbol: {symbol!r:.40}")
+        count = max(1, int(count))
+        articles = await self._run("news", lambda: self._get_news(symbol, count))
+        if not isinstance(articles, list):
+            raise MalformedResponseError("news answer is not a list")
+        items: list[NewsItem] = []
+        seen: set[str] = set()
+        for article in articles:
+            item = news_from_yahoo(symbol, article)
+            if item is None:
+                log.debug("skipping news item without id/title/pubDate for %s", symbol)
+                continue
+            if item["id"] in seen:
+                continue
+            seen.add(item["id"])
+            items.append(item)
+        return items[:count]
+
+    def _get_news(self, symbol: str, count: int) -> Any:
+        import yfinance as yf
+
+        self._yfdata()
+        # A fresh Ticker per call: Ticker caches news on the object forever.
+        ticker = yf.Ticker(symbol, session=self._session)
+        return ticker.get_news(count=count, tab="news")
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    async def aclose(self) -> None:
+        """Refuse new calls and wait (up to ``timeout``) for worker threads still running."""
+        self._closed = True
+        pending = list(self._inflight)
+        if pending:
+            await asyncio.wait(pending, timeout=self.timeout)
+        self._session = None
+
+
+def _swallow(future: asyncio.Future[Any]) -> None:
+    """Retrieve a dropped call's exception so asyncio does not log it as unhandled."""
+    if not future.cancelled():
+        future.exception()
