@@ -1,0 +1,167 @@
+"""The table printed at the end, and the verdicts against the issue's targets."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+Row = tuple[str, str, str, str]
+
+
+def _get(d: Any, *path: str) -> Any:
+    for key in path:
+        if not isinstance(d, dict) or key not in d:
+            return None
+        d = d[key]
+    return d
+
+
+def _fmt(value: Any, fmt: str) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return format(value, fmt)
+
+
+def gain(ours: Any, base: Any, lower_better: bool) -> str:
+    """How many times better ours is (>1 = better), whichever direction is better."""
+    if not isinstance(ours, int | float) or not isinstance(base, int | float):
+        return "-"
+    if math.isnan(ours) or math.isnan(base):
+        return "-"
+    num, den = (base, ours) if lower_better else (ours, base)
+    if den == 0:
+        return "inf" if num else "-"
+    return f"{num / den:.1f}x"
+
+
+def rows_for(name: str, entry: dict[str, Any]) -> list[Row]:
+    ours, base = entry.get("ours") or {}, entry.get("baseline") or {}
+    rows: list[Row] = []
+
+    def add(label: str, path: tuple[str, ...], fmt: str, lower: bool | None) -> None:
+        a, b = _get(ours, *path), _get(base, *path)
+        rows.append((label, _fmt(a, fmt), _fmt(b, fmt), "" if lower is None else gain(a, b, lower)))
+
+    for side, data in (("ours", ours), ("baseline", base)):
+        if "error" in data:
+            rows.append((f"ERROR ({side})", data["error"][:60], "", ""))
+    if entry["scenario"]["saturation"]:
+        if name == "E":
+            single = entry.get("single") or {}
+            a, b = _get(ours, "max_rate"), _get(single, "max_rate")
+            rows.append(("max upd/s, p99<=100ms (2 procs | 1)", _fmt(a, ".0f"), _fmt(b, ".0f"),
+                         gain(a, b, False)))  # fmt: skip
+            a, b = _get(ours, "best", "delivered_per_s"), _get(single, "best", "delivered_per_s")
+            rows.append(("delivered/s at that rate (2 | 1)", _fmt(a, ".0f"), _fmt(b, ".0f"),
+                         gain(a, b, False)))  # fmt: skip
+            return rows
+        add("max updates/s with p99 <= 100 ms", ("max_rate",), ".0f", False)
+        add("first failing rate", ("first_failing_rate",), ".0f", None)
+        add("delivered/s at max rate", ("best", "delivered_per_s"), ".0f", False)
+        add("p99 ms at max rate", ("best", "latency", "p99_ms"), ".1f", None)
+        add("api CPU % at max rate", ("best", "api_cpu_pct"), ".0f", None)
+        add("loadgen CPU % at max rate", ("best", "loadgen_cpu_pct"), ".0f", None)
+        return rows
+    add("clients connected", ("connect", "connected"), "d", None)
+    add("connect time s", ("connect", "seconds"), ".1f", True)
+    add("updates published", ("published",), "d", None)
+    add("updates delivered", ("delivered",), "d", None)
+    add("  expected (published x watchers)", ("expected",), "d", None)
+    add("delivered updates/s", ("delivered_per_s",), ".0f", False)
+    label = "latency" if name != "C" else "latency (non-stalled)"
+    add(f"{label} p50 ms", ("latency_normal", "p50_ms"), ".1f", True)
+    add(f"{label} p99 ms", ("latency_normal", "p99_ms"), ".1f", True)
+    add(f"{label} max ms", ("latency_normal", "max_ms"), ".1f", True)
+    if name == "C":
+        add("stalled clients p99 ms", ("latency_stalled", "p99_ms"), ".1f", None)
+        add("stalled clients mismatched", ("check", "mismatched_stalled_clients"), "d", None)
+        rows.append(("stalled clients dropped (close code)",
+                     str(_get(ours, "check", "dropped") or {}),
+                     str(_get(base, "check", "dropped") or {}), ""))  # fmt: skip
+    add("final-state mismatches (clients)", ("check", "mismatched_clients"), "d", None)
+    add("not converged after load", ("not_converged",), "d", None)
+    add("api CPU %", ("api_cpu_pct",), ".0f", True)
+    add("api peak RSS MiB", ("peak_rss_mib",), ".0f", True)
+    add("api RSS per connection KiB", ("connect", "rss_per_conn_kib"), ".1f", True)
+    add("loadgen CPU % (busiest worker)", ("loadgen_worker_max_pct",), ".0f", None)
+    return rows
+
+
+def verdicts(results: dict[str, Any]) -> list[str]:
+    sc = results["scenarios"]
+    out: list[str] = []
+
+    def p99(name: str, side: str = "ours") -> float | None:
+        return _get(sc, name, side, "latency_normal", "p99_ms")
+
+    def line(label: str, ok: bool | None, detail: str) -> None:
+        state = "n/a" if ok is None else ("MET" if ok else "MISSED")
+        out.append(f"{label:<48} {state:<7} {detail}")
+
+    if "A" in sc:
+        v, mm = p99("A"), _get(sc, "A", "ours", "check", "mismatched_clients")
+        line("A: p99 <= 50 ms, 0 mismatches", None if v is None else (v <= 50 and mm == 0),
+             f"p99 {_fmt(v, '.1f')} ms, mismatches {mm}")  # fmt: skip
+    if "B" in sc:
+        v, mm = p99("B"), _get(sc, "B", "ours", "check", "mismatched_clients")
+        kib = _get(sc, "B", "ours", "connect", "rss_per_conn_kib")
+        ok = None if v is None else (v <= 100 and mm == 0 and (kib or 0) <= 20)
+        line("B: p99 <= 100 ms, 0 mismatches, <= 20 KiB/conn", ok,
+             f"p99 {_fmt(v, '.1f')} ms, mismatches {mm}, {_fmt(kib, '.1f')} KiB/conn")  # fmt: skip
+    if "C" in sc and "A" in sc:
+        v, a = p99("C"), p99("A")
+        stalled = _get(sc, "C", "ours", "check", "mismatched_stalled_clients")
+        ok = None if v is None or a is None else (v <= 1.2 * a and stalled == 0)
+        line(
+            "C: p99 <= 1.2x A's, stalled clients converge",
+            ok,
+            f"p99 {_fmt(v, '.1f')} ms vs A {_fmt(a, '.1f')} ms, stalled mismatched {stalled}, "
+            f"dropped {_get(sc, 'C', 'ours', 'check', 'dropped')}",
+        )
+    if "D" in sc:
+        a, b = _get(sc, "D", "ours", "max_rate"), _get(sc, "D", "baseline", "max_rate")
+        ok = None if not a or b is None else (a >= 10 * b if b else True)
+        line("D: saturation >= 10x baseline", ok, f"{_fmt(a, '.0f')} vs {_fmt(b, '.0f')} upd/s")
+    if "E" in sc:
+        a, b = _get(sc, "E", "ours", "max_rate"), _get(sc, "E", "single", "max_rate")
+        ok = None if not a or not b else a >= 1.6 * b
+        line("E: 2 processes >= 1.6x one", ok, f"{_fmt(a, '.0f')} vs {_fmt(b, '.0f')} upd/s")
+    return out
+
+
+def table(results: dict[str, Any]) -> str:
+    m = results["machine"]
+    lines = [
+        f"TickerHub fan-out benchmark ({'full' if results['options']['full'] else 'quick'} size)"
+        f" - {m['nproc']} CPU {m['cpu_model']}, Python {m['python']}, redis {m['redis']}",
+        "gain = how many times better ours is than the baseline (lower latency/CPU/RSS, "
+        "higher throughput)",
+        "",
+    ]
+    header = ("metric", "ours", "baseline", "gain")
+    for name, entry in results["scenarios"].items():
+        s = entry["scenario"]
+        desc = (
+            f"{s['clients']} clients x {s['symbols']} symbols"
+            + (f" (watch {s['watch']})" if s["watch"] else "")
+            + ("" if s["saturation"] else f" x {s['rate']:.0f} upd/s, {s['duration']:.0f}s")
+        )
+        lines.append(f"{name}  {s['title']}: {desc}")
+        rows = [header, *rows_for(name, entry)]
+        widths = [max(len(r[i]) for r in rows) for i in range(4)]
+        for r in rows:
+            lines.append(
+                "  " + r[0].ljust(widths[0]) + "  " + "  ".join(
+                    r[i].rjust(widths[i]) for i in range(1, 4)
+                )
+            )  # fmt: skip
+        lines.append("")
+    lines.append("targets (issue 4):")
+    lines += ["  " + v for v in verdicts(results)]
+    for key, prof in (results.get("profiles") or {}).items():
+        if not prof or "error" in prof:
+            lines.append(f"profile {key}: {prof.get('error') if prof else 'none'}")
+            continue
+        lines.append(f"\nprofile {key} (py-spy, {prof['samples']} samples) - top self time:")
+        lines += [f"  {share:5.1f}%  {fn}" for fn, share in prof["self"][:12]]
+    return "\n".join(lines)
