@@ -39,3 +39,6 @@ lint: sync ## ruff check and format check
 format: sync ## ruff fix and format
 	$(UV) run --frozen ruff check --fix .
 	$(UV) run --frozen ruff format .
+
+bench: sync ## Fan-out benchmark, api vs naive baseline (BENCH_ARGS="--full" issue sizes, "--json")
+	$(UV) run --frozen tickerhub-bench $(BENCH_ARGS)
