@@ -1,0 +1,55 @@
+"""The process's snapshot copy: apply, stale, gap, reload."""
+
+from __future__ import annotations
+
+import orjson
+
+from tickerhub_api.mirror import Mirror, Step
+
+
+def test_check_classifies_seq() -> None:
+    mirror = Mirror()
+    mirror.load(10, {})
+    assert mirror.check(11) is Step.NEXT
+    assert mirror.check(10) is Step.STALE
+    assert mirror.check(3) is Step.STALE
+    assert mirror.check(12) is Step.GAP
+
+
+def test_apply_merges_fields_and_adds_symbols() -> None:
+    mirror = Mirror()
+    mirror.load(1, {"AAPL": {"symbol": "AAPL", "seq": 1, "price": 1.0, "volume": 5}})
+    mirror.apply(2, {"AAPL": {"symbol": "AAPL", "seq": 2, "price": 2.0}})
+    mirror.apply(3, {"MSFT": {"symbol": "MSFT", "seq": 3, "price": 9.0}})
+    assert mirror.seq == 3
+    assert mirror.get("AAPL") == {"symbol": "AAPL", "seq": 2, "price": 2.0, "volume": 5}
+    assert "MSFT" in mirror
+    assert len(mirror) == 2
+
+
+def test_apply_does_not_alias_the_diff() -> None:
+    mirror = Mirror()
+    mirror.load(0, {})
+    diff = {"AAPL": {"symbol": "AAPL", "seq": 1, "price": 1.0}}
+    mirror.apply(1, diff)
+    mirror.apply(2, {"AAPL": {"symbol": "AAPL", "seq": 2, "price": 2.0}})
+    assert diff["AAPL"]["price"] == 1.0
+
+
+def test_load_reports_changed_symbols() -> None:
+    mirror = Mirror()
+    mirror.load(1, {"A": {"symbol": "A", "price": 1}, "B": {"symbol": "B", "price": 1}})
+    changed = mirror.load(5, {"A": {"symbol": "A", "price": 1}, "C": {"symbol": "C", "price": 1}})
+    assert changed == {"B", "C"}
+    assert mirror.seq == 5
+
+
+def test_full_snapshot_frame_is_cached_per_seq() -> None:
+    mirror = Mirror()
+    mirror.load(1, {"A": {"symbol": "A", "price": 1}})
+    first = mirror.full_snapshot_frame()
+    assert mirror.full_snapshot_frame() is first
+    expected = {"type": "snapshot", "seq": 1, "data": {"A": {"symbol": "A", "price": 1}}}
+    assert orjson.loads(first) == expected
+    mirror.apply(2, {"A": {"symbol": "A", "price": 2}})
+    assert orjson.loads(mirror.full_snapshot_frame())["data"]["A"]["price"] == 2
