@@ -1,0 +1,298 @@
+"""HistoryService against the offline Yahoo seam: yfinance's real history() code runs."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import requests
+from tickerhub_testkit.yahoo import FakeYahoo, chart_body, fake_yahoo, will_be_right_back_html
+
+from tickerhub_api import history as history_module
+from tickerhub_api.history import (
+    VALID_INTERVALS,
+    HistoryBadRequest,
+    HistoryError,
+    HistoryNotFound,
+    HistoryService,
+    HistoryUpstreamError,
+)
+
+START = datetime(2025, 8, 12, tzinfo=UTC)
+END = datetime(2025, 8, 26, tzinfo=UTC)
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def yahoo(tmp_path: Path) -> Iterator[FakeYahoo]:
+    with fake_yahoo(tmp_path / "yfinance-cache", known={"AAPL", "MSFT"}) as fake:
+        yield fake
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def service(yahoo: FakeYahoo, clock: FakeClock) -> HistoryService:
+    return HistoryService(cache_ttl=60.0, timeout=3.0, session=yahoo.session, clock=clock)
+
+
+def history_requests(yahoo: FakeYahoo) -> list[dict[str, str]]:
+    """Chart requests made by history() itself (the timezone lookup uses range=1d)."""
+    return [r.params for r in yahoo.requests if r.route == "chart" and "period1" in r.params]
+
+
+# -- points ---------------------------------------------------------------------
+
+
+async def test_points_from_the_recorded_chart(yahoo: FakeYahoo, service: HistoryService) -> None:
+    points = await service.get("AAPL", START, END, "1d")
+
+    assert len(points) == 10
+    assert points[0] == {
+        "date": "2025-08-12T04:00:00Z",  # the bar's New York midnight, in UTC
+        "open": 228.00999450683594,
+        "high": 230.8000030517578,
+        "low": 227.07000732421875,
+        "close": 229.64999389648438,
+        "volume": 55626200,
+    }
+    assert points[-1]["date"] == "2025-08-25T04:00:00Z"
+    assert points[-1]["close"] == 228.375
+    assert [p["date"] for p in points] == sorted(p["date"] for p in points)
+    for p in points:
+        assert set(p) == {"date", "open", "high", "low", "close", "volume"}
+        assert all(isinstance(p[k], float) for k in ("open", "high", "low", "close"))
+        assert isinstance(p["volume"], int)
+
+    (params,) = history_requests(yahoo)
+    assert params["interval"] == "1d"
+    assert int(params["period1"]) == int(START.timestamp())
+    assert int(params["period2"]) == int(END.timestamp())
+
+
+async def test_nan_rows_are_dropped(yahoo: FakeYahoo, service: HistoryService) -> None:
+    def handler(req):
+        symbol = req.url.split("?")[0].rsplit("/", 1)[-1]
+        body = chart_body(symbol)
+        quote = body["chart"]["result"][0]["indicators"]["quote"][0]
+        quote["close"][3] = None  # 2025-08-15: price missing
+        for key in quote:  # 2025-08-19: the whole bar missing
+            quote[key][5] = None
+        return 200, body, {}
+
+    yahoo.handle("chart", handler)
+    points = await service.get("AAPL", START, END, "1d")
+    dates = [p["date"][:10] for p in points]
+    assert len(points) == 8
+    assert "2025-08-15" not in dates
+    assert "2025-08-19" not in dates
+
+
+async def test_defaults_ask_for_the_last_month_of_daily_bars(
+    yahoo: FakeYahoo, service: HistoryService
+) -> None:
+    yahoo.handle("chart", lambda req: (200, chart_body("AAPL"), {}))
+    before = datetime.now(UTC)
+    points = await service.get("AAPL", None, None, "1d")
+    assert len(points) == 10
+    (params,) = history_requests(yahoo)
+    period1, period2 = int(params["period1"]), int(params["period2"])
+    assert abs(period2 - before.timestamp()) < 60
+    assert period2 - period1 == int(timedelta(days=31).total_seconds())
+
+
+# -- 404 / 422 -------------------------------------------------------------------
+
+
+async def test_unknown_symbol_is_404(yahoo: FakeYahoo, service: HistoryService) -> None:
+    with pytest.raises(HistoryNotFound) as info:
+        await service.get("NOPE", START, END, "1d")
+    assert info.value.status_code == 404
+    assert history_requests(yahoo) == []  # found out by the timezone lookup already
+
+
+async def test_no_data_in_range_is_404(yahoo: FakeYahoo, service: HistoryService) -> None:
+    with pytest.raises(HistoryNotFound) as info:
+        await service.get("AAPL", datetime(2024, 1, 2, tzinfo=UTC), datetime(2024, 1, 9), "1d")
+    assert info.value.status_code == 404
+    assert len(history_requests(yahoo)) == 1
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "interval"),
+    [
+        (START, END, "7m"),
+        (START, END, "1D"),
+        (END, START, "1d"),
+        (START, START, "1d"),
+        (datetime(2025, 8, 1, tzinfo=UTC), datetime(2025, 8, 9, 0, 1, tzinfo=UTC), "1m"),
+        (datetime(2025, 5, 1, tzinfo=UTC), datetime(2025, 7, 1, tzinfo=UTC), "5m"),
+        (datetime(2025, 5, 1, tzinfo=UTC), datetime(2025, 7, 1, tzinfo=UTC), "90m"),
+        (datetime(2023, 1, 1, tzinfo=UTC), datetime(2025, 1, 2, tzinfo=UTC), "1h"),
+        ("tomorrow", None, "1d"),
+    ],
+    ids=[
+        "bad-interval",
+        "interval-case",
+        "start-after-end",
+        "start-equals-end",
+        "1m-over-8-days",
+        "5m-over-60-days",
+        "90m-over-60-days",
+        "1h-over-730-days",
+        "start-in-future-no-end",
+    ],
+)
+async def test_bad_requests_are_422_without_asking_yahoo(
+    yahoo: FakeYahoo,
+    service: HistoryService,
+    start: datetime | str | None,
+    end: datetime | None,
+    interval: str,
+) -> None:
+    if start == "tomorrow":  # no end: it defaults to now, which is before start
+        start = datetime.now(UTC) + timedelta(days=1)
+    assert not isinstance(start, str)
+    with pytest.raises(HistoryBadRequest) as info:
+        await service.get("AAPL", start, end, interval)
+    assert info.value.status_code == 422
+    assert sum(yahoo.counts.values()) == 0
+
+
+def test_valid_intervals() -> None:
+    assert "1d" in VALID_INTERVALS
+    assert "1m" in VALID_INTERVALS
+    assert "7m" not in VALID_INTERVALS
+
+
+# -- upstream failures -------------------------------------------------------------
+
+
+async def test_429_is_503(yahoo: FakeYahoo, service: HistoryService) -> None:
+    yahoo.set("chart", status=429, body="Too Many Requests")
+    with pytest.raises(HistoryUpstreamError) as info:
+        await service.get("AAPL", START, END, "1d")
+    assert info.value.status_code == 503
+
+
+async def test_429_on_history_after_timezone_is_known_is_503(
+    yahoo: FakeYahoo, service: HistoryService, clock: FakeClock
+) -> None:
+    await service.get("AAPL", START, END, "1d")  # timezone now cached
+    clock.now += 3600
+    yahoo.set("chart", status=429, body="Too Many Requests")
+    with pytest.raises(HistoryUpstreamError) as info:
+        await service.get("AAPL", START, END, "1d")
+    assert info.value.status_code == 503
+
+
+async def test_yahoo_down_is_503_not_404(yahoo: FakeYahoo, service: HistoryService) -> None:
+    yahoo.set("chart", status=500, body=will_be_right_back_html())
+    with pytest.raises(HistoryUpstreamError) as info:
+        await service.get("AAPL", START, END, "1d")
+    assert info.value.status_code == 503
+
+
+async def test_bad_gateway_answer_is_502(yahoo: FakeYahoo, service: HistoryService) -> None:
+    yahoo.set("chart", status=502, body="<html><body>Bad Gateway</body></html>")
+    with pytest.raises(HistoryUpstreamError) as info:
+        await service.get("AAPL", START, END, "1d")
+    assert info.value.status_code == 502
+
+
+async def test_malformed_history_answer_is_502(yahoo: FakeYahoo, service: HistoryService) -> None:
+    await service.get("MSFT", START, END, "1d")  # timezone cached; next failure is history's
+    yahoo.set("chart", status=200, body='{"chart": {"result": [{"meta"')
+    with pytest.raises(HistoryUpstreamError) as info:
+        await service.get("MSFT", START, END - timedelta(days=1), "1d")
+    assert info.value.status_code == 502
+
+
+async def test_timeout_is_503(yahoo: FakeYahoo) -> None:
+    service = HistoryService(timeout=0.3, session=yahoo.session)
+    yahoo.set("chart", delay=5.0)
+    with pytest.raises(HistoryUpstreamError) as info:
+        await service.get("AAPL", START, END, "1d")
+    assert info.value.status_code == 503
+
+
+async def test_connection_error_is_503(yahoo: FakeYahoo, service: HistoryService) -> None:
+    yahoo.set("chart", exc=requests.exceptions.ConnectionError("refused"))
+    with pytest.raises(HistoryUpstreamError) as info:
+        await service.get("AAPL", START, END, "1d")
+    assert info.value.status_code == 503
+
+
+def test_error_classes() -> None:
+    assert issubclass(HistoryBadRequest, HistoryError)
+    assert HistoryBadRequest("x").status_code == 422
+    assert HistoryNotFound("x").status_code == 404
+    assert HistoryUpstreamError("x").status_code == 502
+    assert HistoryUpstreamError("x", 503).status_code == 503
+
+
+# -- caching and coalescing ------------------------------------------------------------
+
+
+async def test_second_identical_call_makes_no_request(
+    yahoo: FakeYahoo, service: HistoryService, clock: FakeClock
+) -> None:
+    first = await service.get("AAPL", START, END, "1d")
+    made = sum(yahoo.counts.values())
+
+    clock.now += 59
+    second = await service.get("AAPL", START, END, "1d")
+    assert second == first
+    assert sum(yahoo.counts.values()) == made
+
+    second[0]["close"] = -1.0  # callers get copies
+    assert (await service.get("AAPL", START, END, "1d"))[0]["close"] == first[0]["close"]
+
+    await service.get("AAPL", START, END, "1wk")  # other arguments: a new request
+    assert len(history_requests(yahoo)) == 2
+
+    clock.now += 2  # past the TTL: fetched again
+    await service.get("AAPL", START, END, "1d")
+    assert len(history_requests(yahoo)) == 3
+
+
+async def test_errors_are_not_cached(yahoo: FakeYahoo, service: HistoryService) -> None:
+    yahoo.set("chart", status=429, body="Too Many Requests", times=2)
+    with pytest.raises(HistoryUpstreamError):
+        await service.get("AAPL", START, END, "1d")
+    assert len(await service.get("AAPL", START, END, "1d")) == 10
+
+
+async def test_concurrent_identical_requests_share_one_fetch(
+    yahoo: FakeYahoo, service: HistoryService
+) -> None:
+    results = await asyncio.gather(*(service.get("AAPL", START, END, "1d") for _ in range(5)))
+    assert all(r == results[0] for r in results)
+    assert len(history_requests(yahoo)) == 1
+    assert yahoo.counts["chart"] == 2  # one timezone lookup + one history request
+
+
+async def test_cache_is_bounded(
+    yahoo: FakeYahoo, service: HistoryService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(history_module, "MAX_CACHE_ENTRIES", 2)
+    for days in (1, 2, 3):
+        await service.get("AAPL", START, END + timedelta(days=days), "1d")
+    assert len(history_requests(yahoo)) == 3
+    await service.get("AAPL", START, END + timedelta(days=3), "1d")  # newest: cached
+    assert len(history_requests(yahoo)) == 3
+    await service.get("AAPL", START, END + timedelta(days=1), "1d")  # oldest: evicted
+    assert len(history_requests(yahoo)) == 4
