@@ -17,6 +17,8 @@ from tickerhub_poller.sources.base import QuoteSource
 
 log = logging.getLogger("tickerhub.poller")
 
+SHUTDOWN_TIMEOUT = 5.0
+
 
 def build_source(settings: PollerSettings) -> QuoteSource:
     if settings.source == "simulated":
@@ -37,16 +39,26 @@ async def serve(settings: PollerSettings) -> None:
     )
     source = build_source(settings)
     poller = Poller(settings, redis, source)
-    task = asyncio.current_task()
-    assert task is not None
+    stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, task.cancel)
+        loop.add_signal_handler(sig, stop.set)
+    running = asyncio.create_task(poller.run(), name="poller")
+    stopping = asyncio.create_task(stop.wait(), name="signal")
     try:
-        await poller.run()
-    except asyncio.CancelledError:
+        await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if running.done():
+            running.result()  # a crash: let it propagate
         log.info("shutting down")
+        running.cancel()
+        _, pending = await asyncio.wait({running}, timeout=SHUTDOWN_TIMEOUT)
+        if pending:
+            log.error("tasks still running after %ss; exiting anyway:", SHUTDOWN_TIMEOUT)
+            for task in asyncio.all_tasks():
+                if task is not asyncio.current_task():
+                    task.print_stack(file=sys.stderr)
     finally:
+        stopping.cancel()
         await source.aclose()
         await redis.aclose()
 
@@ -54,13 +66,9 @@ async def serve(settings: PollerSettings) -> None:
 def main() -> None:
     settings = load_settings(PollerSettings, "poller")
     configure_logging(settings.log_level)
-    try:
-        import uvloop
-    except ImportError:
-        runner = asyncio.run
-    else:
-        runner = uvloop.run
-    runner(serve(settings))
+    # Plain asyncio, not uvloop: the poller spends its time waiting on Yahoo, and
+    # under uvloop 0.23 a SIGTERM was sometimes never delivered to the handler.
+    asyncio.run(serve(settings))
     sys.exit(0)
 
 

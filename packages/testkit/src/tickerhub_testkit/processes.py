@@ -1,0 +1,84 @@
+"""The real services as subprocesses, run by the same console scripts the images run."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+
+def console_script(name: str) -> str:
+    """Path of a console script installed beside the running interpreter (``poller``, ``api``)."""
+    path = Path(sys.executable).parent / name
+    if not path.exists():
+        raise RuntimeError(f"console script {name!r} not found beside {sys.executable}")
+    return str(path)
+
+
+class ServiceProcess:
+    """One service subprocess; its output goes to a log file a failing test can show."""
+
+    def __init__(self, script: str, env: Mapping[str, str], args: list[str] | None = None) -> None:
+        self.script = script
+        self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **env}
+        self.args = args or []
+        self.log_path = Path(tempfile.mkstemp(prefix=f"tickerhub-{script}-", suffix=".log")[1])
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> ServiceProcess:
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [console_script(self.script), *self.args],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=tempfile.gettempdir(),  # no stray .env from the repo
+        )
+        log.close()
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_for_output(self, text: str, timeout: float = 15.0) -> None:
+        deadline = time.monotonic() + timeout
+        while text not in self.output():
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(
+                    f"{self.script} exited ({self.proc.returncode}):\n{self.output()}"
+                )
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{text!r} not in {self.script} output:\n{self.output()}")
+            time.sleep(0.05)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int:
+        """Send ``sig`` and wait; returns the exit code (kills after ``timeout``)."""
+        if self.proc is None:
+            return 0
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+    def kill(self) -> None:
+        self.stop(signal.SIGKILL)
+
+    def __enter__(self) -> ServiceProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
