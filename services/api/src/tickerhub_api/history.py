@@ -297,7 +297,8 @@ class HistoryService:
         data = YfData(session=self._session) if self._session is not None else YfData()
         try:
             self._ensure_timezone(data, symbol)
-            ticker = yf.Ticker(symbol, session=self._session)
+            # yfinance's own session, or Ticker builds (and never closes) a new one.
+            ticker = yf.Ticker(symbol, session=self._session or data._session)
             frame = ticker.history(
                 start=start,
                 end=end,

@@ -343,9 +343,10 @@ class YFinanceSource:
     def _get_news(self, symbol: str, count: int) -> Any:
         import yfinance as yf
 
-        self._yfdata()
-        # A fresh Ticker per call: Ticker caches news on the object forever.
-        ticker = yf.Ticker(symbol, session=self._session)
+        data = self._yfdata()
+        # A fresh Ticker per call: Ticker caches news on the object forever. Hand it
+        # yfinance's own session, or Ticker builds (and never closes) a new one.
+        ticker = yf.Ticker(symbol, session=self._session or data._session)
         return ticker.get_news(count=count, tab="news")
 
     # -- lifecycle -----------------------------------------------------------------
