@@ -1,0 +1,439 @@
+"""End to end: real redis-server, the api (and the poller) as subprocesses, real clients.
+
+Timeouts here only keep a broken build from hanging; nothing asserts a speed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import psutil
+import pytest
+import websockets
+from redis.asyncio import Redis
+from tickerhub_testkit.net import free_port, wait_for_port
+
+from tickerhub_core import wire
+from tickerhub_core.keys import RedisKeys
+from tickerhub_core.store import NewsStore
+
+from .conftest import Producer, full_quote
+
+pytestmark = pytest.mark.integration
+
+BIN = Path(sys.executable).parent
+WAIT = 20.0  # generous: only to avoid hanging
+
+
+class Service:
+    def __init__(self, name: str, env: dict[str, str]) -> None:
+        self.port = int(env.get("PORT", "0"))
+        self.proc = subprocess.Popen(
+            [str(BIN / name)],
+            env={**os.environ, "LOG_LEVEL": "WARNING", **env},
+            stdout=subprocess.DEVNULL,
+        )
+
+    @property
+    def http(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        return self.proc.wait()
+
+
+def start_api(redis_url: str, **env: str) -> Service:
+    service = Service("api", {"REDIS_URL": redis_url, "PORT": str(free_port()), **env})
+    wait_for_port(service.port)
+    deadline = time.monotonic() + WAIT
+    while httpx.get(f"{service.http}/readyz").status_code != 200:
+        assert time.monotonic() < deadline, "api never became ready"
+        time.sleep(0.05)
+    return service
+
+
+@pytest.fixture
+def services() -> Iterator[list[Service]]:
+    started: list[Service] = []
+    yield started
+    for service in started:
+        service.stop()
+
+
+@pytest.fixture
+async def redis(redis_server: Any) -> AsyncIterator[Redis]:
+    client = Redis.from_url(redis_server.url)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+async def producer(redis: Redis) -> Producer:
+    producer = Producer(redis)
+    await producer.publish({s: {"price": 100.0} for s in ("AAPL", "MSFT", "TSLA", "GOOG")})
+    return producer
+
+
+async def recv(ws: Any) -> Any:
+    frame = await asyncio.wait_for(ws.recv(), WAIT)
+    return frame if frame == "pong" else orjson.loads(frame)
+
+
+async def recv_until(ws: Any, predicate: Any) -> Any:
+    while True:
+        message = await recv(ws)
+        if predicate(message):
+            return message
+
+
+class View:
+    """What a client following the documented protocol holds."""
+
+    def __init__(self) -> None:
+        self.quotes: dict[str, dict[str, Any]] = {}
+        self.seq = 0
+        self.messages: list[Any] = []
+
+    def apply(self, message: Any) -> None:
+        self.messages.append(message)
+        if not isinstance(message, dict):
+            return
+        if message["type"] == "snapshot":
+            if not message.get("partial"):
+                self.quotes = {}
+            self.quotes.update({s: dict(q) for s, q in message["data"].items()})
+        elif message["type"] == "diff":
+            for symbol, fields in message["data"].items():
+                self.quotes.setdefault(symbol, {}).update(fields)
+        else:
+            return
+        self.seq = max(self.seq, message["seq"])
+
+
+async def follow(ws: Any, view: View) -> None:
+    with contextlib.suppress(websockets.ConnectionClosed):
+        async for frame in ws:
+            view.apply(frame if frame == "pong" else orjson.loads(frame))
+
+
+async def get_json(url: str) -> Any:
+    async with httpx.AsyncClient() as http:
+        response = await http.get(url)
+        response.raise_for_status()
+        return response.json()
+
+
+async def wait_for(condition: Any, what: str) -> None:
+    deadline = time.monotonic() + WAIT
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.02)
+
+
+async def test_snapshot_then_diffs(redis_server: Any, producer: Producer, services: list) -> None:
+    api = start_api(redis_server.url)
+    services.append(api)
+    async with websockets.connect(f"{api.ws}/ws/prices") as ws:
+        snapshot = await recv(ws)
+        assert snapshot["type"] == "snapshot"
+        assert snapshot["seq"] == producer.seq
+        assert snapshot["data"] == producer.quotes
+        seq = await producer.publish({"AAPL": {"price": 101.0}})
+        diff = await recv(ws)
+        assert diff["type"] == "diff"
+        assert diff["seq"] == seq
+        assert diff["data"] == {"AAPL": {"symbol": "AAPL", "seq": seq, "price": 101.0}}
+
+
+async def test_watchlist_receives_only_its_symbols_and_converges(
+    redis_server: Any, producer: Producer, services: list
+) -> None:
+    api = start_api(redis_server.url)
+    services.append(api)
+    async with websockets.connect(f"{api.ws}/ws/prices") as ws:
+        await recv(ws)
+        await ws.send(orjson.dumps({"watchlist": ["aapl", "msft", "NEWCO"]}).decode())
+        reply = await recv(ws)
+        assert set(reply["data"]) == {"AAPL", "MSFT"}
+        assert reply["unknown"] == ["NEWCO"]
+        view = View()
+        view.apply(reply)
+        task = asyncio.create_task(follow(ws, view))
+        for i in range(200):
+            await producer.publish(
+                {
+                    "AAPL": {"price": 100 + i},
+                    "TSLA": {"price": 200 + i},
+                    **({"MSFT": {"volume": i}} if i % 3 else {}),
+                    **({"NEWCO": {"price": 1.0}} if i == 150 else {}),
+                }
+            )
+        await wait_for(lambda: view.quotes.get("AAPL", {}).get("price") == 299, "last diff")
+        task.cancel()
+    seen = {s for m in view.messages if isinstance(m, dict) for s in m.get("data", {})}
+    assert seen == {"AAPL", "MSFT", "NEWCO"}
+    rest = await get_json(f"{api.http}/tickers")
+    assert view.quotes == {s: rest[s] for s in ("AAPL", "MSFT", "NEWCO")}
+
+
+async def test_subscribe_unsubscribe_and_errors(
+    redis_server: Any, producer: Producer, services: list
+) -> None:
+    api = start_api(redis_server.url, WS_MAX_SYMBOLS="3", WS_MAX_FRAME_BYTES="2048")
+    services.append(api)
+    async with websockets.connect(f"{api.ws}/ws/prices") as ws:
+        await recv(ws)
+        await ws.send('{"watchlist": ["AAPL"]}')
+        await recv(ws)
+        await ws.send('{"subscribe": ["msft"]}')
+        reply = await recv(ws)
+        assert reply["partial"] is True
+        assert set(reply["data"]) == {"MSFT"}
+        for bad, code in [
+            ("hello", "bad_json"),
+            ("[1]", "bad_message"),
+            ('{"watchlist": "AAPL"}', "bad_type"),
+            ('{"subscribe": ["no way"]}', "bad_symbol"),
+            ('{"subscribe": ["GOOG", "TSLA"]}', "too_many_symbols"),
+        ]:
+            await ws.send(bad)
+            error = await recv(ws)
+            assert (error["type"], error["code"]) == ("error", code)
+        await ws.send(b"\x00binary")
+        assert (await recv(ws))["code"] == "binary_not_supported"
+        await ws.send('{"unsubscribe": ["AAPL"]}')
+        assert await recv(ws) == {
+            "type": "unsubscribed",
+            "symbols": ["AAPL"],
+            "watchlist": ["MSFT"],
+        }
+        seq = await producer.publish({"AAPL": {"price": 1.0}, "MSFT": {"price": 2.0}})
+        diff = await recv(ws)  # the watchlist survived the errors: MSFT only
+        assert diff["seq"] == seq
+        assert set(diff["data"]) == {"MSFT"}
+        await ws.send("x" * 4096)
+        with pytest.raises(websockets.ConnectionClosed) as info:
+            await recv(ws)
+        assert info.value.rcvd.code == 1009
+
+
+async def test_readme_browser_client_flow(
+    redis_server: Any, producer: Producer, services: list
+) -> None:
+    """The README's example: on open, start pinging and send a watchlist; log everything."""
+    api = start_api(redis_server.url)
+    services.append(api)
+    async with websockets.connect(f"{api.ws}/ws/prices") as ws:
+        await ws.send("ping")
+        await ws.send(orjson.dumps({"watchlist": ["AAPL", "MSFT"]}).decode())
+        frames = [await asyncio.wait_for(ws.recv(), WAIT) for _ in range(3)]
+        assert all(isinstance(f, str) for f in frames)  # text frames: evt.data is a string
+        assert frames[1] == "pong"  # the README's catch branch logs it as non-JSON
+        first, last = orjson.loads(frames[0]), orjson.loads(frames[2])
+        assert first["type"] == last["type"] == "snapshot"
+        assert set(last["data"]) == {"AAPL", "MSFT"}
+        await producer.publish({"TSLA": {"price": 1.0}})
+        seq = await producer.publish({"MSFT": {"price": 1.0}})
+        diff = orjson.loads(await asyncio.wait_for(ws.recv(), WAIT))
+        assert (diff["type"], diff["seq"], list(diff["data"])) == ("diff", seq, ["MSFT"])
+        await ws.send("ping")
+        assert await asyncio.wait_for(ws.recv(), WAIT) == "pong"
+
+
+async def test_two_api_processes_serve_the_same_stream(
+    redis_server: Any, producer: Producer, services: list
+) -> None:
+    apis = [start_api(redis_server.url), start_api(redis_server.url)]
+    services.extend(apis)
+    views = [View(), View()]
+    async with (
+        websockets.connect(f"{apis[0].ws}/ws/prices") as a,
+        websockets.connect(f"{apis[1].ws}/ws/prices") as b,
+    ):
+        tasks = [asyncio.create_task(follow(ws, v)) for ws, v in zip((a, b), views, strict=True)]
+        await wait_for(lambda: all(v.seq == producer.seq for v in views), "snapshots")
+        for i in range(50):
+            last = await producer.publish({"AAPL": {"price": float(i)}, "GOOG": {"volume": i}})
+        await wait_for(lambda: all(v.seq == last for v in views), "last diff on both")
+        for task in tasks:
+            task.cancel()
+    assert views[0].quotes == views[1].quotes == producer.quotes
+    assert await get_json(f"{apis[1].http}/tickers") == producer.quotes
+
+
+async def test_gap_and_reset_send_a_fresh_snapshot(
+    redis_server: Any, redis: Redis, producer: Producer, services: list
+) -> None:
+    api = start_api(redis_server.url)
+    services.append(api)
+    keys = RedisKeys()
+    async with websockets.connect(f"{api.ws}/ws/prices") as ws:
+        await recv(ws)
+        await ws.send('{"watchlist": ["AAPL"]}')
+        await recv(ws)
+        # Changes the api never hears about (a lost message): seq jumps by 3.
+        producer.quotes["AAPL"].update(price=555.0, seq=producer.seq + 3)
+        await redis.hset(keys.prices, "AAPL", wire.dumps(producer.quotes["AAPL"]))
+        await redis.set(keys.prices_seq, producer.seq + 3)
+        producer.seq += 3
+        seq = await producer.publish({"TSLA": {"price": 1.0}})
+        snapshot = await recv(ws)
+        assert snapshot["type"] == "snapshot"
+        assert snapshot["seq"] == seq
+        assert snapshot["data"] == {"AAPL": producer.quotes["AAPL"]}
+        # A wholesale reset (e.g. Redis lost its data and a producer rewrote it).
+        quotes = {"AAPL": full_quote("AAPL", seq + 1, price=1.0)}
+        await producer.store.reset(seq + 1, {s: wire.dumps(q) for s, q in quotes.items()})
+        snapshot = await recv(ws)
+        assert (snapshot["type"], snapshot["seq"], snapshot["data"]) == (
+            "snapshot",
+            seq + 1,
+            quotes,
+        )
+
+
+async def test_news_stream(redis_server: Any, redis: Redis, services: list) -> None:
+    api = start_api(redis_server.url)
+    services.append(api)
+    store = NewsStore(redis, RedisKeys())
+
+    def item(i: int, tickers: list[str]) -> dict[str, Any]:
+        return {
+            "id": f"id{i}",
+            "title": f"t{i}",
+            "publisher": None,
+            "link": None,
+            "published_at": f"2026-01-{i:02d}T00:00:00Z",
+            "tickers": tickers,
+        }
+
+    await store.add([item(1, ["AAPL"]), item(2, ["MSFT"])], 50)
+    async with websockets.connect(f"{api.ws}/ws/news") as ws:
+        snapshot = await recv(ws)
+        assert [i["id"] for i in snapshot["data"]] == ["id2", "id1"]
+        await ws.send('{"watchlist": ["aapl"]}')
+        snapshot = await recv(ws)
+        assert [i["id"] for i in snapshot["data"]] == ["id1"]
+        await store.add([item(3, ["MSFT"]), item(4, ["AAPL", "TSLA"])], 50)
+        news = await recv(ws)
+        assert news == {"type": "news", "data": [item(4, ["AAPL", "TSLA"])]}
+        await ws.send("ping")
+        assert await recv(ws) == "pong"
+
+
+def stalled_client(port: int) -> socket.socket:
+    """A WebSocket client that completes the handshake and then never reads again."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", port))
+    sock.sendall(
+        b"GET /ws/prices HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+        b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        b"Sec-WebSocket-Version: 13\r\n\r\n"
+    )
+    assert b" 101 " in sock.recv(1024)
+    return sock
+
+
+async def test_stalled_client_blocks_nobody_and_memory_stays_bounded(
+    redis_server: Any, producer: Producer, services: list
+) -> None:
+    api = start_api(redis_server.url, WS_SEND_TIMEOUT="3")
+    services.append(api)
+    symbols = [f"S{i:03d}" for i in range(300)]
+    await producer.publish({s: {"name": "x" * 100, "price": 1.0} for s in symbols})
+    rss = psutil.Process(api.proc.pid).memory_info
+    stalled = stalled_client(api.port)
+    try:
+        view = View()
+        async with websockets.connect(f"{api.ws}/ws/prices", max_size=None) as ws:
+            task = asyncio.create_task(follow(ws, view))
+
+            async def burst(n: int, base: float) -> int:
+                last = 0
+                for i in range(n):
+                    last = await producer.publish(
+                        {s: {"price": base + i, "volume": i} for s in symbols}
+                    )
+                return last
+
+            # Warm up (allocator, first frames), then measure while the stalled client
+            # is owed far more than its socket buffers can hold (~20 KiB per diff).
+            last = await burst(50, 1000.0)
+            await wait_for(lambda: view.seq == last, "warm-up diffs")
+            before = rss().rss
+            for round_ in range(4):
+                last = await burst(100, 2000.0 + 1000 * round_)
+                # The reading client gets every round in full while the other stalls.
+                await wait_for(lambda last=last: view.seq == last, "diffs for the reading client")
+            grown = rss().rss - before
+            task.cancel()
+        assert view.quotes == producer.quotes
+        # 400 diffs x ~20 KiB = ~8 MiB owed to the stalled client; conflation keeps one
+        # pending entry per symbol, so the process does not hold that backlog.
+        assert grown < 4 * 1024 * 1024, f"RSS grew by {grown} bytes"
+        # Past WS_SEND_TIMEOUT the stalled connection is dropped.
+        async with httpx.AsyncClient() as http:
+            deadline = time.monotonic() + WAIT
+            while (await http.get(f"{api.http}/readyz")).json()["connections"] > 0:
+                assert time.monotonic() < deadline, "stalled client never dropped"
+                await asyncio.sleep(0.1)
+    finally:
+        stalled.close()
+
+
+async def test_with_the_simulated_poller(redis_server: Any, services: list) -> None:
+    poller = Service(
+        "poller",
+        {
+            "REDIS_URL": redis_server.url,
+            "SOURCE": "simulated",
+            "TICKERS": "AAPL,MSFT,GOOG,TSLA",
+            "POLL_FREQ": "0.05",
+        },
+    )
+    services.append(poller)
+    api = start_api(redis_server.url)
+    services.append(api)
+    view = View()
+    async with websockets.connect(f"{api.ws}/ws/prices") as ws:
+        await ws.send('{"watchlist": ["AAPL", "MSFT"]}')
+        task = asyncio.create_task(follow(ws, view))
+        await wait_for(
+            lambda: sum(isinstance(m, dict) and m["type"] == "diff" for m in view.messages) >= 5,
+            "diffs from the poller",
+        )
+        assert poller.stop() == 0
+        await asyncio.sleep(0.5)  # let the last diffs arrive
+        task.cancel()
+    replied = next(i for i, m in enumerate(view.messages) if "watchlist" in m)
+    after = view.messages[replied:]
+    assert {s for m in after for s in m["data"]} == {"AAPL", "MSFT"}
+    rest = await get_json(f"{api.http}/tickers")
+    assert view.quotes == {s: rest[s] for s in ("AAPL", "MSFT")}
+
+
+def test_api_exits_zero_on_sigterm(redis_server: Any) -> None:
+    api = start_api(redis_server.url)
+    assert api.stop() == 0
