@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 from redis.exceptions import RedisError
 
@@ -30,11 +31,13 @@ class Publisher:
         snapshot: Snapshot,
         check_interval: float = 5.0,
         backoff: Backoff | None = None,
+        heartbeat: Callable[[], None] | None = None,
     ) -> None:
         self._store = store
         self._snapshot = snapshot
         self._check_interval = check_interval
         self._backoff = backoff or Backoff(base=0.2, cap=10.0)
+        self._heartbeat = heartbeat
         self._dirty = asyncio.Event()
         self._redis_down = ConditionLog(log, "redis")
         self.published = 0  # diffs published, for tests and metrics
@@ -76,6 +79,8 @@ class Publisher:
                 continue
             self._backoff.reset()
             self._redis_down.recovered()
+            if self._heartbeat is not None:
+                self._heartbeat()
 
     async def flush(self) -> None:
         """Publish everything pending; resolve a sequence mismatch and retry."""

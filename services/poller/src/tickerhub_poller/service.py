@@ -9,6 +9,7 @@ from redis.asyncio import Redis
 
 from tickerhub_core.store import NewsStore, SnapshotStore
 from tickerhub_poller.batcher import QuoteBatcher
+from tickerhub_poller.healthcheck import Heartbeat
 from tickerhub_poller.news import NewsPoller
 from tickerhub_poller.publisher import Publisher
 from tickerhub_poller.settings import PollerSettings
@@ -23,7 +24,10 @@ class Poller:
     def __init__(self, settings: PollerSettings, redis: Redis, source: QuoteSource) -> None:
         self.settings = settings
         self.snapshot = Snapshot()
-        self.publisher = Publisher(SnapshotStore(redis, settings.keys), self.snapshot)
+        heartbeat = Heartbeat(settings.heartbeat_file) if settings.heartbeat_file else None
+        self.publisher = Publisher(
+            SnapshotStore(redis, settings.keys), self.snapshot, heartbeat=heartbeat
+        )
         self.batcher = QuoteBatcher(source, settings.batch_size, settings.batch_window)
         self.tickers = [
             TickerTask(

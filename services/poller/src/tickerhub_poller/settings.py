@@ -39,6 +39,10 @@ class PollerSettings(CommonSettings):
         default=0.05, ge=0, description="Seconds to gather ticker requests into one batch."
     )
     request_timeout: float = Field(default=10.0, gt=0, description="Upstream request timeout.")
+    heartbeat_file: str | None = Field(
+        default=None,
+        description="File touched whenever Redis is up to date (for container healthchecks).",
+    )
     sim_seed: int = Field(default=42, description="Seed of the simulated random walk.")
     sim_volatility: float = Field(
         default=0.001, ge=0, description="Simulated per-tick relative price move (stdev)."
