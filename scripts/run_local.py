@@ -1,0 +1,103 @@
+"""``make run``: the hub without Docker (Redis, poller and api on this machine).
+
+Uses the Redis at ``REDIS_URL`` if one answers; otherwise starts a throwaway
+``redis-server`` for the session when one is installed and the URL points at
+this machine. Ctrl-C stops everything it started.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+import redis
+
+BIN = Path(sys.executable).parent
+
+
+def redis_answers(url: str) -> bool:
+    client = redis.Redis.from_url(url, socket_connect_timeout=1)
+    try:
+        return bool(client.ping())
+    except redis.RedisError:
+        return False
+    finally:
+        client.close()
+
+
+def start_redis(url: str) -> subprocess.Popen[bytes] | None:
+    parsed = urlparse(url)
+    if parsed.hostname not in {"localhost", "127.0.0.1", "::1"}:
+        sys.exit(f"make run: no Redis answers at {url}, and it is not on this machine.")
+    binary = shutil.which("redis-server")
+    if binary is None:
+        sys.exit(
+            f"make run: no Redis answers at {url} and redis-server is not installed.\n"
+            "  Install it (Debian/Ubuntu: sudo apt-get install redis-server; macOS: brew install "
+            "redis),\n  point REDIS_URL at a running Redis, or use 'make start' (Docker)."
+        )
+    port = parsed.port or 6379
+    workdir = tempfile.mkdtemp(prefix="tickerhub-redis-")
+    print(f"make run: starting redis-server on 127.0.0.1:{port} (data not kept)")
+    args = ["--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    proc = subprocess.Popen([binary, *args, "--dir", workdir], stdout=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while not redis_answers(url):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            sys.exit(f"make run: redis-server did not start on port {port} (is the port taken?)")
+        time.sleep(0.1)
+    return proc
+
+
+def read_dotenv(path: Path) -> dict[str, str]:
+    """KEY=VALUE lines of ``.env`` (the services read it too; we need REDIS_URL and PORT)."""
+    if not path.exists():
+        return {}
+    values = {}
+    for line in path.read_text().splitlines():
+        key, sep, value = line.partition("=")
+        if sep and not key.strip().startswith("#"):
+            values[key.strip()] = value.strip().strip("'\"")
+    return values
+
+
+def main() -> None:
+    env = {**read_dotenv(Path(".env")), **os.environ}
+    url = env.setdefault("REDIS_URL", "redis://localhost:6379/0")
+    children: list[subprocess.Popen[bytes]] = []
+    if not redis_answers(url):
+        server = start_redis(url)
+        if server is not None:
+            children.append(server)
+    port = env.get("PORT", "8000")
+    children.append(subprocess.Popen([str(BIN / "poller")], env=env))
+    children.append(subprocess.Popen([str(BIN / "api")], env=env))
+    print(f"make run: http://localhost:{port}/tickers  ws://localhost:{port}/ws/prices")
+    print("make run: Ctrl-C stops everything")
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    try:
+        while all(child.poll() is None for child in children):
+            time.sleep(0.5)
+        print("make run: a service exited; stopping the others", file=sys.stderr)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for child in reversed(children):
+            if child.poll() is None:
+                child.terminate()
+        for child in children:
+            try:
+                child.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                child.kill()
+
+
+if __name__ == "__main__":
+    main()
