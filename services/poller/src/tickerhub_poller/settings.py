@@ -48,6 +48,11 @@ class PollerSettings(CommonSettings):
         default=0.001, ge=0, description="Simulated per-tick relative price move (stdev)."
     )
 
+    @field_validator("heartbeat_file", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        return value or None
+
     @field_validator("tickers", mode="before")
     @classmethod
     def _parse_tickers(cls, value: object) -> list[str]:
