@@ -89,15 +89,14 @@ def main() -> None:
     except KeyboardInterrupt:
         pass
     finally:
+        # Services first, Redis last, so they shut down cleanly instead of losing Redis.
         for child in reversed(children):
             if child.poll() is None:
                 child.terminate()
-        for child in children:
             try:
                 child.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 child.kill()
-
 
 if __name__ == "__main__":
     main()
