@@ -22,11 +22,11 @@ import psutil
 import pytest
 import websockets
 from redis.asyncio import Redis
-from tickerhub_testkit.net import free_port, wait_for_port
 
 from tickerhub_core import wire
 from tickerhub_core.keys import RedisKeys
 from tickerhub_core.store import NewsStore
+from tickerhub_testkit.net import free_port, wait_for_port
 
 from .conftest import Producer, full_quote
 
@@ -437,3 +437,27 @@ async def test_with_the_simulated_poller(redis_server: Any, services: list) -> N
 def test_api_exits_zero_on_sigterm(redis_server: Any) -> None:
     api = start_api(redis_server.url)
     assert api.stop() == 0
+
+
+async def test_redis_restart_converges(own_redis_server: Any, services: list) -> None:
+    """Redis restarts and loses everything; the api resubscribes and clients converge."""
+    api = start_api(own_redis_server.url)
+    services.append(api)
+    redis = Redis.from_url(own_redis_server.url)
+    try:
+        await Producer(redis).publish({"AAPL": {"price": 1.0}, "MSFT": {"price": 1.0}})
+        view = View()
+        async with websockets.connect(f"{api.ws}/ws/prices") as ws:
+            task = asyncio.create_task(follow(ws, view))
+            await wait_for(lambda: set(view.quotes) == {"AAPL", "MSFT"}, "first snapshot")
+            own_redis_server.restart()
+            await redis.aclose()
+            redis = Redis.from_url(own_redis_server.url)
+            producer = Producer(redis)  # a producer starting over on the empty Redis
+            await producer.publish({"TSLA": {"price": 7.0}})
+            await producer.publish({"TSLA": {"price": 8.0}})
+            await wait_for(lambda: view.quotes == producer.quotes, "convergence after restart")
+            task.cancel()
+        assert await get_json(f"{api.http}/tickers") == producer.quotes
+    finally:
+        await redis.aclose()

@@ -53,6 +53,7 @@ class Hub:
         )
         self.subscribed = False
         self.reloads = 0
+        self._reconnected = False
         self._tasks: list[asyncio.Task[None]] = []
         self._backoff = Backoff(base=0.2, cap=10.0)
         self._outage = ConditionLog(log, "redis subscription")
@@ -97,6 +98,10 @@ class Hub:
         try:
             await pubsub.subscribe(self._keys.prices_channel, self._keys.news_channel)
             await _confirmed(pubsub, 2)
+            # redis-py may reconnect and resubscribe on its own inside get_message;
+            # whatever was published meanwhile is lost, so treat that as a gap.
+            self._reconnected = False
+            pubsub.connection.register_connect_callback(self._on_reconnect)
             await self._reload()
             await self.news.resync()
             self.subscribed = True
@@ -112,10 +117,18 @@ class Hub:
                     message["channel"], message["data"]
                 ):
                     await self._reload()
+                if self._reconnected:
+                    self._reconnected = False
+                    log.info("redis subscription reconnected; reloading")
+                    await self._reload()
+                    await self.news.resync()
         finally:
             self.subscribed = False
             with contextlib.suppress(Exception):
                 await pubsub.aclose()
+
+    def _on_reconnect(self, connection: object) -> None:
+        self._reconnected = True
 
     async def _reload(self) -> None:
         seq, quotes = await self.snapshots.load()
