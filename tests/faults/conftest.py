@@ -1,0 +1,250 @@
+"""Helpers for the fault and hostile-input tests: real processes, real clients.
+
+Timeouts here only keep a broken build from hanging; nothing asserts a speed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+import websockets
+
+from tickerhub_testkit.net import free_port, wait_for_port
+from tickerhub_testkit.processes import ServiceProcess
+
+WAIT = 30.0  # generous: only to avoid hanging
+TICKERS = ("AAPL", "MSFT", "GOOG", "TSLA")
+
+
+class Api(ServiceProcess):
+    """The ``api`` console script on a free port of 127.0.0.1."""
+
+    def __init__(self, redis_url: str, **env: str) -> None:
+        self.port = free_port()
+        super().__init__(
+            "api",
+            {
+                "REDIS_URL": redis_url,
+                "PORT": str(self.port),
+                "HOST": "127.0.0.1",
+                "LOG_LEVEL": "INFO",
+                **env,
+            },
+        )
+
+    @property
+    def http(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def wait_ready(self, timeout: float = WAIT) -> None:
+        wait_for_port(self.port, timeout=timeout)
+        deadline = time.monotonic() + timeout
+        while True:
+            assert self.alive, f"api exited:\n{self.output()}"
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{self.http}/readyz", timeout=5).status_code == 200:
+                    return
+            assert time.monotonic() < deadline, f"api never became ready:\n{self.output()}"
+            time.sleep(0.05)
+
+
+def poller_process(redis_url: str, **env: str) -> ServiceProcess:
+    base = {
+        "REDIS_URL": redis_url,
+        "SOURCE": "simulated",
+        "TICKERS": ",".join(TICKERS),
+        "POLL_FREQ": "0.05",
+        "NEWS_INTERVAL": "0",
+        "LOG_LEVEL": "INFO",
+    }
+    return ServiceProcess("poller", {**base, **env})
+
+
+@pytest.fixture
+def procs() -> Iterator[Callable[[ServiceProcess], Any]]:
+    """Start a service and stop it (SIGTERM, then SIGKILL) at the end of the test."""
+    started: list[ServiceProcess] = []
+
+    def start(proc: ServiceProcess) -> Any:
+        started.append(proc.start())
+        return proc
+
+    yield start
+    for proc in reversed(started):
+        proc.stop(timeout=10)
+
+
+def start_api(start: Callable[[ServiceProcess], Any], redis_url: str, **env: str) -> Api:
+    api = start(Api(redis_url, **env))
+    api.wait_ready()
+    return api
+
+
+# -- WebSocket clients ----------------------------------------------------------
+
+
+def decode(frame: str | bytes) -> Any:
+    return frame if frame == "pong" else orjson.loads(frame)
+
+
+async def recv(ws: Any, limit: float = WAIT) -> Any:
+    return decode(await asyncio.wait_for(ws.recv(), limit))
+
+
+async def recv_until(ws: Any, predicate: Callable[[Any], bool], limit: float = WAIT) -> Any:
+    async with asyncio.timeout(limit):
+        while True:
+            message = decode(await ws.recv())
+            if predicate(message):
+                return message
+
+
+class View:
+    """What a client following docs/protocol.md holds: snapshots replace, diffs merge."""
+
+    def __init__(self, name: str = "") -> None:
+        self.name = name
+        self.quotes: dict[str, dict[str, Any]] = {}
+        self.seq = 0
+        self.messages: list[Any] = []
+        self.pongs = 0
+        self.snapshots = 0
+        self.diffs = 0
+        self.seq_went_back = False
+        self.closed: websockets.ConnectionClosed | None = None
+
+    def apply(self, message: Any) -> None:
+        self.messages.append(message)
+        if message == "pong":
+            self.pongs += 1
+            return
+        if not isinstance(message, dict):
+            return
+        kind = message.get("type")
+        if kind == "snapshot":
+            self.snapshots += 1
+            if not message.get("partial"):
+                self.quotes = {}
+            self.quotes.update({s: dict(q) for s, q in message["data"].items()})
+        elif kind == "diff":
+            self.diffs += 1
+            for symbol, fields in message["data"].items():
+                self.quotes.setdefault(symbol, {}).update(fields)
+        else:
+            return
+        if message["seq"] < self.seq:
+            self.seq_went_back = True
+        self.seq = max(self.seq, message["seq"])
+
+
+async def follow(ws: Any, view: View) -> None:
+    try:
+        async for frame in ws:
+            view.apply(decode(frame))
+    except websockets.ConnectionClosed as exc:
+        view.closed = exc
+    else:
+        view.closed = ws.close_exc if hasattr(ws, "close_exc") else None
+
+
+class Client:
+    """A connected ``/ws/prices`` client that follows the stream in a task."""
+
+    def __init__(self, ws: Any, view: View) -> None:
+        self.ws = ws
+        self.view = view
+        self.task = asyncio.create_task(follow(ws, view))
+
+    @classmethod
+    async def connect(cls, url: str, watchlist: list[str] | None = None, name: str = "") -> Client:
+        ws = await websockets.connect(url, open_timeout=WAIT, max_size=None)
+        client = cls(ws, View(name))
+        if watchlist is not None:
+            await ws.send(orjson.dumps({"watchlist": watchlist}).decode())
+            await wait_for(
+                lambda: any(
+                    isinstance(m, dict) and m.get("watchlist") is not None
+                    for m in client.view.messages
+                ),
+                f"{name}: watchlist reply",
+            )
+        return client
+
+    async def ping(self) -> None:
+        """Send ``ping`` and wait for its ``pong``."""
+        before = self.view.pongs
+        await self.ws.send("ping")
+        await wait_for(lambda: self.view.pongs > before, f"{self.view.name}: pong")
+
+    async def close(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.ws.close()
+        self.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await self.task
+
+
+async def wait_for(condition: Callable[[], bool], what: str, limit: float = WAIT) -> None:
+    deadline = time.monotonic() + limit
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.02)
+
+
+async def get(url: str, **kwargs: Any) -> httpx.Response:
+    async with httpx.AsyncClient(timeout=WAIT) as http:
+        return await http.get(url, **kwargs)
+
+
+async def wait_status(url: str, status: int, what: str) -> httpx.Response:
+    """Poll ``url`` until it answers ``status``; return that response."""
+    deadline = time.monotonic() + WAIT
+    while True:
+        with contextlib.suppress(httpx.HTTPError):
+            response = await get(url)
+            if response.status_code == status:
+                return response
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.05)
+
+
+async def get_json(url: str) -> Any:
+    response = await get(url)
+    response.raise_for_status()
+    return response.json()
+
+
+async def converge(api: Api, clients: list[Client], watchlists: list[list[str] | None]) -> None:
+    """Wait until each client's merged view equals ``GET /tickers`` (restricted to its
+    watchlist). Call once the producers are quiet, so the target stays put."""
+
+    async def matches() -> bool:
+        rest = await get_json(f"{api.http}/tickers")
+        for client, watch in zip(clients, watchlists, strict=True):
+            expected = rest if watch is None else {s: rest[s] for s in watch if s in rest}
+            if client.view.quotes != expected:
+                return False
+        return True
+
+    deadline = time.monotonic() + WAIT
+    while not await matches():
+        if time.monotonic() > deadline:
+            rest = await get_json(f"{api.http}/tickers")
+            details = {c.view.name: (c.view.seq, c.view.quotes) for c in clients}
+            raise AssertionError(f"clients never converged to\n{rest}\nviews: {details}")
+        await asyncio.sleep(0.05)
