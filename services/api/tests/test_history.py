@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 import requests
-from tickerhub_testkit.yahoo import FakeYahoo, chart_body, fake_yahoo, will_be_right_back_html
 
 from tickerhub_api import history as history_module
 from tickerhub_api.history import (
@@ -20,6 +19,7 @@ from tickerhub_api.history import (
     HistoryService,
     HistoryUpstreamError,
 )
+from tickerhub_testkit.yahoo import FakeYahoo, chart_body, fake_yahoo, will_be_right_back_html
 
 START = datetime(2025, 8, 12, tzinfo=UTC)
 END = datetime(2025, 8, 26, tzinfo=UTC)

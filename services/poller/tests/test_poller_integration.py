@@ -8,6 +8,7 @@ import time
 import orjson
 import pytest
 import redis
+
 from tickerhub_testkit.processes import ServiceProcess
 
 pytestmark = pytest.mark.integration

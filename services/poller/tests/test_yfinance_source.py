@@ -9,6 +9,15 @@ from pathlib import Path
 
 import pytest
 import requests
+
+from tickerhub_core.models import QUOTE_DATA_FIELDS
+from tickerhub_poller.sources.base import (
+    MalformedResponseError,
+    NoDataError,
+    RateLimitedError,
+    SourceUnavailableError,
+)
+from tickerhub_poller.sources.yfinance import YFinanceSource
 from tickerhub_testkit.yahoo import (
     FakeYahoo,
     Reply,
@@ -19,15 +28,6 @@ from tickerhub_testkit.yahoo import (
     quote_item,
     will_be_right_back_html,
 )
-
-from tickerhub_core.models import QUOTE_DATA_FIELDS
-from tickerhub_poller.sources.base import (
-    MalformedResponseError,
-    NoDataError,
-    RateLimitedError,
-    SourceUnavailableError,
-)
-from tickerhub_poller.sources.yfinance import YFinanceSource
 
 
 @pytest.fixture
