@@ -53,3 +53,13 @@ def test_full_snapshot_frame_is_cached_per_seq() -> None:
     assert orjson.loads(first) == expected
     mirror.apply(2, {"A": {"symbol": "A", "price": 2}})
     assert orjson.loads(mirror.full_snapshot_frame())["data"]["A"]["price"] == 2
+
+
+def test_old_seq_after_applying_means_the_sequence_restarted() -> None:
+    mirror = Mirror()
+    mirror.load(10, {})
+    assert mirror.check(9) is Step.STALE  # queued before the load: skip
+    mirror.apply(11, {"A": {"symbol": "A", "seq": 11}})
+    assert mirror.check(1) is Step.GAP  # Redis flushed, a producer began again: reload
+    mirror.load(1, {})
+    assert mirror.check(1) is Step.STALE

@@ -18,7 +18,7 @@ from tickerhub_core.models import Quote
 class Step(enum.Enum):
     NEXT = "next"  # seq == last + 1: apply it
     STALE = "stale"  # already included in what we loaded: skip it
-    GAP = "gap"  # something was lost: reload
+    GAP = "gap"  # something was lost, or the sequence restarted: reload
 
 
 class Mirror:
@@ -27,6 +27,10 @@ class Mirror:
         self.loaded = False
         self._quotes: dict[str, dict[str, Any]] = {}
         self._full_frame: tuple[int, str] | None = None
+        # Old seqs are expected only for messages queued before the load finished;
+        # once a newer diff was applied, an old seq means the sequence restarted
+        # (Redis flushed and a producer began again from 1): reload.
+        self._applied_since_load = False
 
     def load(self, seq: int, quotes: Mapping[str, Quote]) -> set[str]:
         """Replace everything; return the symbols whose quote differs (added, changed, gone)."""
@@ -37,11 +41,12 @@ class Mirror:
         self.seq = seq
         self.loaded = True
         self._full_frame = None
+        self._applied_since_load = False
         return changed
 
     def check(self, seq: int) -> Step:
         if seq <= self.seq:
-            return Step.STALE
+            return Step.GAP if self._applied_since_load else Step.STALE
         if seq == self.seq + 1:
             return Step.NEXT
         return Step.GAP
@@ -56,6 +61,7 @@ class Mirror:
             else:
                 quote.update(fields)
         self.seq = seq
+        self._applied_since_load = True
 
     def get(self, symbol: str) -> Quote | None:
         return self._quotes.get(symbol)  # type: ignore[return-value]
