@@ -8,6 +8,7 @@ import sys
 
 import uvicorn
 
+from tickerhub_api.access import install_log_redaction
 from tickerhub_api.app import create_app
 from tickerhub_api.settings import ApiSettings
 from tickerhub_core.logs import configure_logging
@@ -28,6 +29,7 @@ def _best(*candidates: tuple[str, str]) -> str:
 def main() -> None:
     settings = load_settings(ApiSettings, "api")
     configure_logging(settings.log_level)
+    install_log_redaction()  # ?api_key= values never reach the logs
     config = uvicorn.Config(
         create_app(settings),
         host=settings.host,

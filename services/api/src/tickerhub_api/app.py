@@ -9,7 +9,9 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from redis.asyncio import Redis
+from starlette.middleware.cors import CORSMiddleware
 
+from tickerhub_api.access import ApiKeyMiddleware, KeyCheck, cors_options
 from tickerhub_api.hub import Hub
 from tickerhub_api.routes import rest, ws
 from tickerhub_api.settings import ApiSettings
@@ -60,6 +62,15 @@ def create_app(
     app.add_exception_handler(rest.ApiError, _api_error)  # type: ignore[arg-type]
     app.include_router(rest.router)
     app.include_router(ws.router)
+    app.state.ws_policy = ws.WsPolicy.from_settings(settings)
+    keys = KeyCheck(settings.api_key_list)
+    if keys.enabled:
+        app.add_middleware(ApiKeyMiddleware, keys=keys)
+    # Added last, so outermost: preflights are answered without a key, and a 401
+    # carries the CORS headers the browser needs to show it to the page.
+    cors = cors_options(settings.cors_origin_list, keys.enabled)
+    if cors is not None:
+        app.add_middleware(CORSMiddleware, **cors)
     return app
 
 

@@ -26,6 +26,12 @@ BAD_SYMBOL = "bad_symbol"
 TOO_MANY_SYMBOLS = "too_many_symbols"
 BINARY_NOT_SUPPORTED = "binary_not_supported"
 UNAVAILABLE = "unavailable"  # the server cannot answer right now (Redis is down)
+RATE_LIMITED = "rate_limited"  # over WS_MAX_MESSAGES_PER_SECOND: the message was not processed
+
+# Close codes sent by routes/ws.py (4008 is in connection.py), part of the public protocol.
+CLOSE_POLICY = 1008  # unauthorized, or persistent rate-limit abuse
+CLOSE_TRY_AGAIN = 1013  # WS_MAX_CONNECTIONS reached
+CLOSE_IDLE = 4000  # no client message for WS_IDLE_TIMEOUT seconds
 
 
 class ProtocolError(Exception):

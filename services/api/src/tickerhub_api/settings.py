@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 
+from tickerhub_api.access import check_key_syntax, normalize_origin, split_list
 from tickerhub_core.settings import CommonSettings
 
 
@@ -40,7 +41,93 @@ class ApiSettings(CommonSettings):
     ws_ping_timeout: float = Field(
         default=20.0, gt=0, description="Seconds to wait for a pong before dropping the peer."
     )
+    # -- limits (docs/operations.md) ------------------------------------------
+    ws_max_connections: int = Field(
+        default=20000,
+        ge=1,
+        description="Most open WebSockets per api process (prices and news together); "
+        "past it a new one is accepted and closed at once with 1013 (try again later).",
+    )
+    ws_max_messages_per_second: float = Field(
+        default=10.0,
+        ge=0,
+        description="Client messages per second one WebSocket may send on average "
+        "(0: no limit); excess messages get a rate_limited error and are not processed.",
+    )
+    ws_message_burst: int = Field(
+        default=20, ge=1, description="Client messages one WebSocket may send at once."
+    )
+    ws_rate_limit_strikes: int = Field(
+        default=50,
+        ge=1,
+        description="Rate-limited messages within 10 seconds after which the connection "
+        "is closed with 1008.",
+    )
+    ws_idle_timeout: float = Field(
+        default=0.0,
+        ge=0,
+        description="Seconds without any client message (text or binary frame; WebSocket "
+        "pongs do not count) after which the connection is closed with 4000; 0 disables.",
+    )
+    # -- access ----------------------------------------------------------------
+    api_keys: SecretStr = Field(
+        default=SecretStr(""),
+        description="Comma-separated API keys; empty: the api is open. When set, REST "
+        "and WebSockets need one of them.",
+    )
+    ws_auth_timeout: float = Field(
+        default=5.0,
+        gt=0,
+        description='Seconds a WebSocket has to send {"auth": "<key>"} when API keys are on '
+        "and it gave no key in the URL or headers.",
+    )
+    allowed_origins: str = Field(
+        default="",
+        description="Comma-separated browser origins allowed to open WebSockets "
+        "(e.g. https://app.example.com); empty or *: every origin.",
+    )
+    cors_origins: str = Field(
+        default="",
+        description="Comma-separated origins allowed to call REST from a browser; empty: * "
+        "while the api is open, none (same origin only) once API keys are on.",
+    )
+
     news_default_limit: int = Field(
         default=20, ge=1, description="News items returned when no limit is given."
     )
     news_max_limit: int = Field(default=200, ge=1, description="Largest accepted news limit.")
+
+    @field_validator("api_keys")
+    @classmethod
+    def _check_keys(cls, value: SecretStr) -> SecretStr:
+        for key in split_list(value.get_secret_value()):
+            check_key_syntax(key)
+        return value
+
+    @field_validator("allowed_origins", "cors_origins")
+    @classmethod
+    def _check_origins(cls, value: str) -> str:
+        for origin in split_list(value):
+            if origin != "*":
+                normalize_origin(origin)
+        return value
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _no_wildcard_cors_with_keys(cls, value: str, info: ValidationInfo) -> str:
+        keys = info.data.get("api_keys")  # validated before: declared before
+        if keys is not None and split_list(keys.get_secret_value()) and "*" in split_list(value):
+            raise ValueError("* cannot be combined with API_KEYS: list the origins allowed")
+        return value
+
+    @property
+    def api_key_list(self) -> tuple[str, ...]:
+        return split_list(self.api_keys.get_secret_value())
+
+    @property
+    def allowed_origin_list(self) -> tuple[str, ...]:
+        return split_list(self.allowed_origins)
+
+    @property
+    def cors_origin_list(self) -> tuple[str, ...]:
+        return split_list(self.cors_origins)
