@@ -1,0 +1,229 @@
+"""Limits: the rate limiter and connection slots (pure, fake clock), then each limit
+end to end against the api as a subprocess with a real redis-server."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import orjson
+import pytest
+import websockets
+from redis.asyncio import Redis
+
+from tickerhub_api.limits import ConnectionSlots, MessageLimiter, TokenBucket, Verdict
+
+from .conftest import Producer
+from .test_e2e import Service, recv, start_api
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+# -- units -----------------------------------------------------------------------
+
+
+def test_token_bucket_allows_a_burst_then_the_rate() -> None:
+    clock = FakeClock()
+    bucket = TokenBucket(rate=2.0, burst=3, clock=clock)
+    assert [bucket.take() for _ in range(4)] == [True, True, True, False]
+    clock.now += 0.5  # one token back at 2/s
+    assert [bucket.take(), bucket.take()] == [True, False]
+    clock.now += 60  # refills to the burst, not beyond
+    assert sum(bucket.take() for _ in range(10)) == 3
+
+
+def test_token_bucket_rejects_nonsense() -> None:
+    with pytest.raises(ValueError, match="rate"):
+        TokenBucket(rate=0, burst=1)
+    with pytest.raises(ValueError, match="burst"):
+        TokenBucket(rate=1, burst=0)
+    with pytest.raises(ValueError, match="strikes"):
+        MessageLimiter(rate=1, burst=1, strikes=0)
+
+
+def test_message_limiter_rejects_then_closes_on_persistent_abuse() -> None:
+    clock = FakeClock()
+    limiter = MessageLimiter(rate=1.0, burst=2, strikes=3, window=10.0, clock=clock)
+    verdicts = [limiter.check() for _ in range(6)]
+    assert verdicts == [Verdict.ALLOW] * 2 + [Verdict.REJECT] * 3 + [Verdict.ABUSE]
+
+
+def test_message_limiter_forgets_old_rejections() -> None:
+    clock = FakeClock()
+    limiter = MessageLimiter(rate=1.0, burst=1, strikes=2, window=10.0, clock=clock)
+    # One rejection every 6 s never puts more than 2 in a 10 s window: never abuse.
+    for _ in range(20):
+        assert limiter.check() is Verdict.ALLOW
+        assert limiter.check() is Verdict.REJECT
+        clock.now += 6.0
+    assert limiter.rate == 1.0
+
+
+def test_message_limiter_steady_client_is_never_rejected() -> None:
+    clock = FakeClock()
+    limiter = MessageLimiter(rate=10.0, burst=20, strikes=1, clock=clock)
+    for _ in range(1000):
+        clock.now += 0.1
+        assert limiter.check() is Verdict.ALLOW
+
+
+def test_connection_slots() -> None:
+    slots = ConnectionSlots(2)
+    assert slots.acquire()
+    assert slots.acquire()
+    assert not slots.acquire()
+    assert slots.in_use == 2
+    slots.release()
+    assert slots.acquire()
+    for _ in range(5):
+        slots.release()
+    assert slots.in_use == 0
+
+
+# -- end to end ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def services() -> Iterator[list[Service]]:
+    started: list[Service] = []
+    yield started
+    for service in started:
+        service.stop()
+
+
+@pytest.fixture
+async def producer(redis_server: Any) -> AsyncIterator[Producer]:
+    client = Redis.from_url(redis_server.url)
+    producer = Producer(client)
+    await producer.publish({s: {"price": 100.0} for s in ("AAPL", "MSFT")})
+    yield producer
+    await client.aclose()
+
+
+async def frames_until_closed(ws: Any) -> tuple[list[Any], Any]:
+    """Everything received until the server closes; then the close frame it sent."""
+    frames: list[Any] = []
+    while True:
+        try:
+            frames.append(await recv(ws))
+        except websockets.ConnectionClosed as closed:
+            return frames, closed.rcvd
+
+
+@pytest.mark.integration
+async def test_max_connections_refuses_with_1013_and_frees_slots(
+    redis_server: Any, producer: Producer, services: list
+) -> None:
+    api = start_api(redis_server.url, WS_MAX_CONNECTIONS="2")
+    services.append(api)
+    prices = await websockets.connect(f"{api.ws}/ws/prices")
+    news = await websockets.connect(f"{api.ws}/ws/news")
+    assert (await recv(prices))["type"] == "snapshot"
+    assert (await recv(news))["type"] == "snapshot"
+    async with websockets.connect(f"{api.ws}/ws/prices") as third:
+        frames, close = await frames_until_closed(third)
+    assert frames == []
+    assert close.code == 1013
+    assert "try again" in close.reason
+    # The two admitted clients are untouched.
+    await prices.send("ping")
+    assert await recv(prices) == "pong"
+    # A slot frees when a client leaves.
+    await news.close()
+    deadline = time.monotonic() + 10
+    while True:
+        async with websockets.connect(f"{api.ws}/ws/news") as again:
+            message: Any = None
+            with contextlib.suppress(websockets.ConnectionClosed):
+                message = await recv(again)
+            if isinstance(message, dict) and message.get("type") == "snapshot":
+                break
+        assert time.monotonic() < deadline, "slot never freed"
+        await asyncio.sleep(0.05)
+    await prices.close()
+
+
+@pytest.mark.integration
+async def test_message_rate_limit_errors_then_closes_with_1008(
+    redis_server: Any, producer: Producer, services: list
+) -> None:
+    api = start_api(
+        redis_server.url,
+        WS_MAX_MESSAGES_PER_SECOND="1",
+        WS_MESSAGE_BURST="3",
+        WS_RATE_LIMIT_STRIKES="5",
+    )
+    services.append(api)
+    async with (
+        websockets.connect(f"{api.ws}/ws/prices") as flooder,
+        websockets.connect(f"{api.ws}/ws/prices") as neighbour,
+    ):
+        await recv(flooder)
+        await recv(neighbour)
+        # Burst of 3 allowed, then rejected: not processed (no watchlist reply).
+        for _ in range(3):
+            await flooder.send("ping")
+        await flooder.send(orjson.dumps({"watchlist": ["AAPL"]}).decode())
+        replies = [await recv(flooder) for _ in range(4)]
+        assert replies[:3] == ["pong"] * 3
+        assert replies[3]["type"] == "error"
+        assert replies[3]["code"] == "rate_limited"
+        # Keep flooding: more than 5 rejections within 10 s closes with 1008.
+        with contextlib.suppress(websockets.ConnectionClosed):
+            for _ in range(10):
+                await flooder.send("ping")
+        frames, close = await frames_until_closed(flooder)
+        assert close.code == 1008
+        assert all(f == "pong" or f["code"] == "rate_limited" for f in frames)
+        assert not any(isinstance(f, dict) and f.get("type") == "snapshot" for f in frames)
+        # The neighbour is unaffected and its own budget is intact.
+        await neighbour.send("ping")
+        assert await recv(neighbour) == "pong"
+
+
+@pytest.mark.integration
+async def test_idle_timeout_closes_silent_clients_with_4000_only(
+    redis_server: Any, producer: Producer, services: list
+) -> None:
+    api = start_api(redis_server.url, WS_IDLE_TIMEOUT="1")
+    services.append(api)
+    async with (
+        websockets.connect(f"{api.ws}/ws/prices") as silent,
+        websockets.connect(f"{api.ws}/ws/prices") as chatty,
+    ):
+        assert (await recv(silent))["type"] == "snapshot"
+        assert (await recv(chatty))["type"] == "snapshot"
+        started = time.monotonic()
+        # The chatty client pings every 0.3 s for 2.5 s: well past the timeout.
+        while time.monotonic() - started < 2.5:
+            await chatty.send("ping")
+            assert await recv(chatty) == "pong"
+            await asyncio.sleep(0.3)
+        frames, close = await frames_until_closed(silent)
+        assert frames == []
+        assert close.code == 4000
+        assert close.reason == "idle timeout"
+        await chatty.send("ping")
+        assert await recv(chatty) == "pong"
+
+
+@pytest.mark.integration
+async def test_idle_timeout_is_off_by_default(
+    redis_server: Any, producer: Producer, services: list
+) -> None:
+    api = start_api(redis_server.url, WS_PING_INTERVAL="0.2", WS_PING_TIMEOUT="1")
+    services.append(api)
+    async with websockets.connect(f"{api.ws}/ws/prices") as listener:
+        assert (await recv(listener))["type"] == "snapshot"
+        await asyncio.sleep(2.0)  # only answers the server's pings (the library does)
+        seq = await producer.publish({"AAPL": {"price": 101.0}})
+        assert (await recv(listener))["seq"] == seq
