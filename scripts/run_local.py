@@ -98,5 +98,6 @@ def main() -> None:
             except subprocess.TimeoutExpired:
                 child.kill()
 
+
 if __name__ == "__main__":
     main()

@@ -37,6 +37,13 @@ log = logging.getLogger(__name__)
 
 # Without traffic, ping the subscription this often so a dead Redis is noticed.
 IDLE_PING_SECONDS = 5.0
+# Redis behind our seq means it lost its data (restart without persistence). The
+# producer that owns the sequence writes its snapshot back with a higher seq
+# within seconds; until then keep serving what we hold rather than send clients
+# an empty or older snapshot. Past this grace, accept Redis's state: a producer
+# really did start over.
+BEHIND_GRACE_SECONDS = 15.0
+BEHIND_RETRY_SECONDS = 0.25
 
 
 class Hub:
@@ -54,6 +61,8 @@ class Hub:
         self.subscribed = False
         self.reloads = 0
         self._reconnected = False
+        self._behind_since: float | None = None
+        self._retry_at: float | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._backoff = Backoff(base=0.2, cap=10.0)
         self._outage = ConditionLog(log, "redis subscription")
@@ -109,8 +118,10 @@ class Hub:
             self._outage.recovered()
             while True:
                 message = await pubsub.get_message(
-                    ignore_subscribe_messages=True, timeout=IDLE_PING_SECONDS
+                    ignore_subscribe_messages=True, timeout=self._wait_seconds()
                 )
+                if self._retry_at is not None and _now() >= self._retry_at:
+                    await self._reload()
                 if message is None:
                     await pubsub.ping()
                 elif message["type"] == "message" and self._on_message(
@@ -130,8 +141,31 @@ class Hub:
     def _on_reconnect(self, connection: object) -> None:
         self._reconnected = True
 
+    def _wait_seconds(self) -> float:
+        if self._retry_at is None:
+            return IDLE_PING_SECONDS
+        return max(0.0, min(IDLE_PING_SECONDS, self._retry_at - _now()))
+
     async def _reload(self) -> None:
         seq, quotes = await self.snapshots.load()
+        self._retry_at = None
+        if self.mirror.loaded and seq < self.mirror.seq:
+            now = _now()
+            if self._behind_since is None:
+                self._behind_since = now
+                log.warning(
+                    "redis is at seq %d, behind our %d (it lost its data?): serving what we "
+                    "hold until a producer restores it",
+                    seq,
+                    self.mirror.seq,
+                )
+            if now - self._behind_since < BEHIND_GRACE_SECONDS:
+                self._retry_at = now + BEHIND_RETRY_SECONDS
+                return
+            log.warning(
+                "redis stayed behind for %.0fs: adopting its seq %d", now - self._behind_since, seq
+            )
+        self._behind_since = None
         first = not self.mirror.loaded
         changed = self.mirror.load(seq, quotes)
         self.reloads += 1
@@ -180,6 +214,10 @@ class Hub:
                 if conn.stuck(now, timeout):
                     log.info("closing %r: a send was blocked for over %.0fs", conn, timeout)
                     conn.close(CLOSE_SLOW_CLIENT)
+
+
+def _now() -> float:
+    return asyncio.get_running_loop().time()
 
 
 async def _confirmed(pubsub: PubSub, count: int) -> None:
