@@ -168,26 +168,36 @@ class ApiKeyMiddleware:
         await send({"type": "http.response.body", "body": body})
 
 
-_QUERY_KEY_RE = re.compile(r"((?:^|[?&;])api(?:_|%5f)key=)[^&;\s\"']*", re.IGNORECASE)
+# What may carry a key in a log line: a query parameter (uvicorn's access log shows
+# paths), a request header or a first {"auth": ...} message (uvicorn's DEBUG log of the
+# WebSocket handshake and frames).
+_SECRET_RES = (
+    re.compile(r"((?:^|[?&;])api(?:_|%5f)key=)[^&;\s\"']*", re.IGNORECASE),
+    re.compile(r"((?:authorization|x-api-key)\s*[:=]\s*)[^\r\n]+", re.IGNORECASE),
+    re.compile(r"(\\?[\"']auth\\?[\"']\s*:\s*)[^,}\s]+", re.IGNORECASE),
+)
+_HINTS = ("key", "auth")
 
 
 def redact(text: str) -> str:
-    """Replace the value of every ``api_key=`` query parameter with ``***``."""
-    return _QUERY_KEY_RE.sub(r"\1***", text) if "key=" in text.lower() else text
+    """Replace every key a log line could show with ``***``."""
+    lowered = text.lower()
+    if not any(hint in lowered for hint in _HINTS):
+        return text
+    for pattern in _SECRET_RES:
+        text = pattern.sub(r"\1***", text)
+    return text
 
 
 class RedactApiKeys(logging.Filter):
-    """Strips ``api_key`` query values from log records (uvicorn's access log shows paths)."""
+    """Formats each record and strips keys from it (see :func:`redact`)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.msg, str):
-            record.msg = redact(record.msg)
-        if isinstance(record.args, tuple):
-            record.args = tuple(redact(a) if isinstance(a, str) else a for a in record.args)
-        elif isinstance(record.args, Mapping):
-            record.args = {
-                k: redact(v) if isinstance(v, str) else v for k, v in record.args.items()
-            }
+        message = record.getMessage()
+        clean = redact(message)
+        if clean != message:
+            record.msg = clean
+            record.args = ()
         return True
 
 
