@@ -382,3 +382,8 @@ async def test_keys_never_reach_the_logs(
     assert "api_key=***" in text  # the access log did show those requests
     for secret in (KEY, OTHER, WRONG, KEY[4:20]):
         assert secret not in text, text
+
+
+def test_redaction_survives_a_bad_log_call() -> None:
+    record = logging.LogRecord("x", logging.INFO, "", 0, "%d items", ("not a number",), None)
+    assert RedactApiKeys().filter(record)

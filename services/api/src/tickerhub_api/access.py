@@ -193,7 +193,10 @@ class RedactApiKeys(logging.Filter):
     """Formats each record and strips keys from it (see :func:`redact`)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
+        try:
+            message = record.getMessage()
+        except Exception:  # a bad log call: let the handler report it, as it would
+            return True
         clean = redact(message)
         if clean != message:
             record.msg = clean
