@@ -27,11 +27,6 @@ async def wait_exit(proc: Any) -> int:
     return proc.proc.returncode
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="api: uvicorn closes open WebSockets with 1012 on SIGTERM; "
-    "the issue asks for 1001 (going away)",
-)
 async def test_api_sigterm_closes_clients_with_1001_and_exits_0(
     redis_server: Any, procs: Any
 ) -> None:

@@ -3,19 +3,26 @@
 from __future__ import annotations
 
 import importlib.util
+import logging
 import signal
+import socket
 import sys
 
 import uvicorn
+from fastapi import FastAPI
 
 from tickerhub_api.access import install_log_redaction
 from tickerhub_api.app import create_app
+from tickerhub_api.connection import CLOSE_GOING_AWAY
+from tickerhub_api.hub import Hub
 from tickerhub_api.settings import ApiSettings
 from tickerhub_core.logs import configure_logging
 from tickerhub_core.settings import load_settings
 
 # Seconds to let open requests finish on shutdown before closing the rest.
 GRACEFUL_SHUTDOWN_SECONDS = 5
+# Seconds to wait for WebSocket clients to be sent their 1001 close.
+CLOSE_WEBSOCKETS_SECONDS = 2.0
 
 
 def _best(*candidates: tuple[str, str]) -> str:
@@ -26,12 +33,35 @@ def _best(*candidates: tuple[str, str]) -> str:
     return candidates[-1][0]
 
 
+class _Server(uvicorn.Server):
+    """uvicorn, but WebSocket clients are told 1001 "going away" on shutdown.
+
+    uvicorn's own shutdown closes open WebSockets with 1012 ("service restart");
+    we stop accepting, close ours with 1001 through the hub (so every client
+    gets a proper close frame from its own sender), then let uvicorn finish.
+    """
+
+    def __init__(self, config: uvicorn.Config, app: FastAPI) -> None:
+        super().__init__(config)
+        self._app = app
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        for server in self.servers:
+            server.close()
+        hub: Hub | None = getattr(self._app.state, "hub", None)
+        if hub is not None:
+            closed = await hub.close_all(CLOSE_GOING_AWAY, grace=CLOSE_WEBSOCKETS_SECONDS)
+            logging.getLogger(__name__).info("closed %d WebSockets with 1001", closed)
+        await super().shutdown(sockets)
+
+
 def main() -> None:
     settings = load_settings(ApiSettings, "api")
     configure_logging(settings.log_level)
     install_log_redaction()  # ?api_key= values never reach the logs
+    app = create_app(settings)
     config = uvicorn.Config(
-        create_app(settings),
+        app,
         host=settings.host,
         port=settings.port,
         loop=_best(("uvloop", "uvloop"), ("asyncio", "asyncio")),
@@ -55,7 +85,7 @@ def main() -> None:
     # requested stop exits 0, as container runtimes and supervisors expect.
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: None)
-    uvicorn.Server(config).run()
+    _Server(config, app).run()
     sys.exit(0)
 
 

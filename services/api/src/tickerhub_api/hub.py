@@ -91,6 +91,22 @@ class Hub:
                 await task
         self._tasks = []
 
+    async def close_all(self, code: int, grace: float) -> int:
+        """Close every WebSocket with ``code``; wait (at most ``grace`` s) until they are gone.
+
+        Used on shutdown so clients see 1001 "going away" from us rather than
+        uvicorn's 1012; returns how many connections were still open when asked.
+        """
+        conns = [*self.prices.connections, *self.news.connections]
+        for conn in conns:
+            conn.close(code)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        # Polling: a one-off wait at shutdown does not justify a detach event on the hot path.
+        while (self.prices.connections or self.news.connections) and loop.time() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
+        return len(conns)
+
     # -- the subscription ----------------------------------------------------
 
     async def _run(self) -> None:

@@ -25,7 +25,7 @@ from fastapi import APIRouter, WebSocket
 from starlette.types import Message
 
 from tickerhub_api.access import API_KEY_QUERY, KeyCheck, OriginCheck, key_from_headers, key_id
-from tickerhub_api.connection import CLOSE_SLOW_CLIENT, Connection
+from tickerhub_api.connection import CLOSE_GOING_AWAY, CLOSE_SLOW_CLIENT, Connection
 from tickerhub_api.hub import Hub
 from tickerhub_api.limits import ConnectionSlots, MessageLimiter, Verdict
 from tickerhub_api.prices import error_frame
@@ -48,6 +48,7 @@ CLOSE_GRACE_SECONDS = 1.0
 TextHandler = Callable[[Connection, str], Awaitable[None] | None]
 
 CLOSE_REASONS = {
+    CLOSE_GOING_AWAY: "server shutting down: reconnect",
     CLOSE_SLOW_CLIENT: "slow client: not reading",
     CLOSE_POLICY: "too many messages",
     CLOSE_IDLE: "idle timeout",
