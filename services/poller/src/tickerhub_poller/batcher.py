@@ -9,6 +9,12 @@ at the default batch size, not 500.
 Failures are handled per batch: a failed batch's symbols all get one delay
 (exponential, with jitter) so they retry together and stay one batch. A rate
 limit pauses every batch, because Yahoo throttles the client as a whole.
+
+A failure streak belongs to the symbols that fail, not to the batcher: another
+batch succeeding meanwhile neither resets the failing symbols' backoff (or they
+would retry at the first step forever) nor ends the logged condition (or every
+failed cycle would log "failed" and "recovered" again). The condition is over
+when no symbol's last batch failed.
 """
 
 from __future__ import annotations
@@ -60,6 +66,8 @@ class QuoteBatcher:
         self._tasks: set[asyncio.Task[None]] = set()
         self._paused_until = 0.0
         self._condition = ConditionLog(log, f"{source.name} quotes")
+        # symbol -> consecutive failed batches it was in (absent: its last batch succeeded)
+        self._streaks: dict[str, int] = {}
         self.calls = 0  # source calls made (batches), for tests and metrics
 
     async def get(self, symbol: str) -> Quote:
@@ -97,8 +105,10 @@ class QuoteBatcher:
             log.exception("%s source raised unexpectedly", self._source.name)
             self._fail(batch, MalformedResponseError(repr(exc)))
             return
-        self._backoff.reset()
-        self._condition.recovered()
+        for symbol in batch:
+            self._streaks.pop(symbol, None)
+        if not self._streaks:
+            self._condition.recovered()
         for symbol, futures in batch.items():
             result = results.get(symbol)
             if result is None:
@@ -112,7 +122,12 @@ class QuoteBatcher:
                     future.set_result(result)
 
     def _fail(self, batch: dict[str, list[asyncio.Future[Quote]]], exc: SourceError) -> None:
+        # The batch's longest streak sets its step (symbols retry together).
+        streak = max((self._streaks.get(s, 0) for s in batch), default=0)
+        self._backoff.attempts = streak
         retry_after = self._backoff.next_delay()
+        for symbol in batch:
+            self._streaks[symbol] = streak + 1
         if isinstance(exc, RateLimitedError):
             self._paused_until = max(self._paused_until, self._clock() + retry_after)
         self._condition.failed(
