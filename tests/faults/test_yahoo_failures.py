@@ -1,0 +1,301 @@
+"""Yahoo fails in every way the offline seam can show; the real Poller keeps going.
+
+The real ``Poller`` runs in-process with ``YFinanceSource`` on FakeYahoo's session
+(yfinance's own code runs, only the wire is fake) and a real redis-server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+import pytest
+import requests
+from redis.asyncio import Redis
+
+from tickerhub_poller.service import Poller
+from tickerhub_poller.settings import PollerSettings
+from tickerhub_poller.sources.yfinance import YFinanceSource
+from tickerhub_testkit.yahoo import (
+    Recorded,
+    fake_yahoo,
+    quote_body,
+    quote_item,
+    will_be_right_back_html,
+)
+
+pytestmark = pytest.mark.integration
+
+GOOD = ("AAPL", "MSFT")
+BAD = "GOOG"
+STALE_AFTER = 2
+WAIT = 30.0
+
+Answer = tuple[int, Any, dict[str, str]]
+
+
+class Market:
+    """The quote route: every request gets fresh prices; ``failure`` answers for BAD."""
+
+    def __init__(self) -> None:
+        self.tick = 0
+        self.failure: Callable[[list[str]], Answer] | None = None
+        self.fail_all = False
+        self.lock = threading.Lock()
+
+    def __call__(self, req: Recorded) -> Answer:
+        symbols = [s for s in req.params.get("symbols", "").split(",") if s]
+        with self.lock:
+            self.tick += 1
+            tick = self.tick
+        failure = self.failure
+        if failure is not None and (self.fail_all or BAD in symbols):
+            return failure(symbols)
+        items = [quote_item(s, regularMarketPrice=100.0 + tick / 100) for s in symbols]
+        return 200, quote_body(items), {}
+
+
+def timeout_answer(_: list[str]) -> Answer:
+    time.sleep(0.2)
+    raise requests.exceptions.ReadTimeout("fake Yahoo: read timed out")
+
+
+def slow_answer(_: list[str]) -> Answer:
+    time.sleep(1.0)  # past the source's own deadline (0.3 s)
+    return 200, quote_body([]), {}
+
+
+def delisted_answer(symbols: list[str]) -> Answer:
+    """Yahoo leaves a symbol it no longer knows out of ``result``."""
+    return 200, quote_body([quote_item(s) for s in symbols if s != BAD]), {}
+
+
+FAILURES: dict[str, tuple[Callable[[list[str]], Answer], int]] = {
+    # name: (answer for requests naming BAD, batch size)
+    "http_500": (lambda _: (500, {"error": "Internal Server Error"}, {}), 1),
+    "http_503_right_back": (
+        lambda _: (503, will_be_right_back_html(), {"Content-Type": "text/html"}),
+        1,
+    ),
+    "read_timeout": (timeout_answer, 1),
+    "deadline": (slow_answer, 1),
+    "not_json": (lambda _: (200, "<html><body>oops</body></html>", {}), 1),
+    "truncated_json": (
+        lambda _: (200, '{"quoteResponse": {"result": [', {"Content-Type": "application/json"}),
+        1,
+    ),
+    "wrong_shape": (lambda _: (200, {"finance": {"result": None}}, {}), 1),
+    "empty_result": (lambda _: (200, quote_body([]), {}), 1),
+    "null_result": (lambda _: (200, {"quoteResponse": {"result": None, "error": None}}, {}), 1),
+    "no_price": (
+        lambda s: (200, quote_body([quote_item(x, regularMarketPrice=...) for x in s]), {}),
+        1,
+    ),
+    "delisted_in_a_good_batch": (delisted_answer, 50),
+}
+
+
+def settings(url: str, batch_size: int) -> PollerSettings:
+    return PollerSettings(
+        redis_url=url,
+        tickers=[*GOOD, BAD],
+        poll_freq=0.05,
+        stale_after=STALE_AFTER,
+        batch_size=batch_size,
+        batch_window=0.01,
+        news_interval=0,
+        request_timeout=0.3,
+    )
+
+
+async def stored(redis: Redis) -> dict[str, dict[str, Any]]:
+    return {k.decode(): orjson.loads(v) for k, v in (await redis.hgetall("prices")).items()}
+
+
+async def eventually(check: Callable[[], Any], what: str) -> Any:
+    deadline = time.monotonic() + WAIT
+    while True:
+        result = await check()
+        if result:
+            return result
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.05)
+
+
+class Running:
+    def __init__(self, poller: Poller) -> None:
+        self.poller = poller
+        self.task = asyncio.create_task(poller.run())
+
+    async def stop(self) -> None:
+        assert not self.task.done(), self.task  # never crashed
+        self.task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await self.task
+
+
+def condition_records(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    """Records that report a failure or a recovery (not the routine start-up lines)."""
+    return [
+        r
+        for r in caplog.records
+        if r.name.startswith("tickerhub")
+        and (r.levelno >= logging.WARNING or "recovered" in r.getMessage())
+    ]
+
+
+@pytest.mark.parametrize("failure", list(FAILURES))
+async def test_one_symbol_failing_keeps_the_others_flowing_and_goes_stale(
+    failure: str, redis_server: Any, tmp_path: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    answer, batch_size = FAILURES[failure]
+    market = Market()
+    redis = Redis.from_url(redis_server.url)
+    with fake_yahoo(tmp_path / "yf") as yahoo:
+        yahoo.handle("quote", market)
+        source = YFinanceSource(max_batch=batch_size, timeout=0.3, session=yahoo.session)
+        running = Running(Poller(settings(redis_server.url, batch_size), redis, source))
+        try:
+            first = await eventually(
+                lambda: _all_priced(redis, [*GOOD, BAD]), "every symbol priced once"
+            )
+            last_good = first[BAD]["price"]
+            caplog.clear()
+            market.failure = answer
+            failing_since = yahoo.counts["quote"]
+
+            quotes = await eventually(lambda: _stale(redis, BAD), f"{BAD} marked stale")
+            assert quotes[BAD]["price"] == last_good  # the last good price is kept
+            assert all(not quotes[s]["stale"] for s in GOOD)
+            # The others keep being published while BAD keeps failing.
+            prices = {s: quotes[s]["price"] for s in GOOD}
+            later = await eventually(lambda: _moved(redis, prices), "the good symbols keep moving")
+            await asyncio.sleep(1.5)  # several more cycles with BAD failing
+            later = await stored(redis)
+            assert later[BAD]["stale"] is True
+            assert later[BAD]["price"] == last_good
+            assert all(not later[s]["stale"] for s in GOOD)
+            bad_requests = sum(BAD in s for s in yahoo.quote_symbols()[failing_since:])
+            assert bad_requests >= STALE_AFTER
+
+            # Each condition is logged once, not once per failed cycle.
+            records = condition_records(caplog)
+            messages = [r.getMessage() for r in records]
+            stale_lines = [m for m in messages if "marked stale" in m]
+            assert len(stale_lines) == 1, messages
+            assert len(records) <= 3, f"{bad_requests} failed requests, logged:\n" + "\n".join(
+                messages
+            )
+            assert not any(r.exc_info for r in records), messages
+
+            # Recovery: BAD is fresh again with a new price.
+            market.failure = None
+            if failure in ("no_price", "empty_result", "null_result", "delisted_in_a_good_batch"):
+                # A symbol without data is retried rarely (NO_DATA_RETRY); that is by design.
+                pass
+            else:
+                fresh = await eventually(lambda: _fresh(redis, BAD), f"{BAD} fresh again")
+                assert fresh[BAD]["price"] != last_good
+        finally:
+            await running.stop()
+            await source.aclose()
+            await redis.aclose()
+
+
+async def test_rate_limit_pauses_every_batch_and_recovers(
+    redis_server: Any, tmp_path: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    market = Market()
+    redis = Redis.from_url(redis_server.url)
+    with fake_yahoo(tmp_path / "yf") as yahoo:
+        yahoo.handle("quote", market)
+        source = YFinanceSource(max_batch=1, timeout=0.3, session=yahoo.session)
+        running = Running(Poller(settings(redis_server.url, 1), redis, source))
+        try:
+            first = await eventually(lambda: _all_priced(redis, [*GOOD, BAD]), "priced once")
+            caplog.clear()
+            market.fail_all = True
+            market.failure = lambda _: (429, "Too Many Requests", {"Content-Type": "text/plain"})
+            before = yahoo.counts["quote"]
+            started = time.monotonic()
+            await eventually(
+                lambda: _all(redis, lambda q: q["stale"] is True), "every symbol stale"
+            )
+            await asyncio.sleep(3.0)
+            during = yahoo.counts["quote"] - before
+            elapsed = time.monotonic() - started
+            # Polling on without a pause would be 3 requests every 50 ms (~60 a second).
+            assert during <= 4 * elapsed + 6, f"{during} requests in {elapsed:.1f}s of 429s"
+            quotes = await stored(redis)
+            assert {s: q["price"] for s, q in quotes.items()} == {
+                s: q["price"] for s, q in first.items()
+            }
+            messages = [r.getMessage() for r in condition_records(caplog)]
+            batcher_lines = [m for m in messages if m.startswith("yfinance quotes")]
+            assert len(batcher_lines) == 1, messages
+
+            market.failure = None
+            market.fail_all = False
+            await eventually(
+                lambda: _all(redis, lambda q: q["stale"] is False), "every symbol fresh"
+            )
+        finally:
+            await running.stop()
+            await source.aclose()
+            await redis.aclose()
+
+
+async def test_crumb_and_cookie_failures_do_not_crash(
+    redis_server: Any, tmp_path: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Yahoo's crumb endpoint down (5xx) and then back: the poller survives and recovers."""
+    caplog.set_level(logging.INFO)
+    redis = Redis.from_url(redis_server.url)
+    with fake_yahoo(tmp_path / "yf") as yahoo:
+        yahoo.set("crumb", status=503, body="<html>down</html>")
+        yahoo.set("quote", status=401, body={"finance": {"error": {"code": "Unauthorized"}}})
+        source = YFinanceSource(max_batch=50, timeout=0.3, session=yahoo.session)
+        running = Running(Poller(settings(redis_server.url, 50), redis, source))
+        try:
+            await asyncio.sleep(1.5)
+            assert not running.task.done()
+            yahoo.reset()
+            await eventually(lambda: _all_priced(redis, [*GOOD, BAD]), "priced after recovery")
+        finally:
+            await running.stop()
+            await source.aclose()
+            await redis.aclose()
+
+
+async def _all_priced(redis: Redis, symbols: list[str]) -> dict[str, Any] | None:
+    quotes = await stored(redis)
+    if all(quotes.get(s, {}).get("price") is not None for s in symbols):
+        return quotes
+    return None
+
+
+async def _stale(redis: Redis, symbol: str) -> dict[str, Any] | None:
+    quotes = await stored(redis)
+    return quotes if quotes.get(symbol, {}).get("stale") else None
+
+
+async def _fresh(redis: Redis, symbol: str) -> dict[str, Any] | None:
+    quotes = await stored(redis)
+    return quotes if quotes.get(symbol, {}).get("stale") is False else None
+
+
+async def _moved(redis: Redis, prices: dict[str, float]) -> dict[str, Any] | None:
+    quotes = await stored(redis)
+    return quotes if all(quotes[s]["price"] != p for s, p in prices.items()) else None
+
+
+async def _all(redis: Redis, predicate: Callable[[dict[str, Any]], bool]) -> bool:
+    quotes = await stored(redis)
+    return bool(quotes) and all(predicate(q) for q in quotes.values())
