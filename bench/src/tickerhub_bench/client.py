@@ -16,6 +16,7 @@ import contextlib
 import os
 import resource
 import socket
+import threading
 import time
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
@@ -285,7 +286,19 @@ class Worker:
     async def serve(self) -> None:
         loop = asyncio.get_running_loop()
         inbox: asyncio.Queue[Any] = asyncio.Queue()
-        loop.add_reader(self.conn.fileno(), lambda: inbox.put_nowait(self.conn.recv()))
+
+        def read_commands() -> None:
+            # A blocking reader thread: the pipe must stay blocking for multi-chunk messages.
+            while True:
+                try:
+                    item = self.conn.recv()
+                except (EOFError, OSError):
+                    item = ("exit", ())
+                loop.call_soon_threadsafe(inbox.put_nowait, item)
+                if item[0] == "exit":
+                    return
+
+        threading.Thread(target=read_commands, daemon=True).start()
         publish = loop.create_task(self.publish_counters())
         try:
             while True:

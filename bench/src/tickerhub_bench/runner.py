@@ -19,8 +19,6 @@ from pathlib import Path
 from typing import Any
 
 from redis.asyncio import Redis
-from tickerhub_testkit.net import free_port
-from tickerhub_testkit.redis_server import RedisServer
 
 from tickerhub_bench import profile
 from tickerhub_bench.client import CTR_CONNECTED, CTR_UPDATES, CTR_WIDTH, PUB_SLOTS, worker_main
@@ -36,8 +34,11 @@ from tickerhub_bench.harness import (
 from tickerhub_bench.stats import Histogram
 from tickerhub_bench.view import normalize_tickers
 from tickerhub_core.keys import RedisKeys
+from tickerhub_testkit.net import free_port
+from tickerhub_testkit.redis_server import RedisServer
 
 P99_SATURATION_MS = 100.0
+CALL_TIMEOUT = 180.0  # no worker command takes longer: a scenario always ends
 
 
 @dataclass
@@ -123,7 +124,13 @@ class Workers:
     async def call(self, wid: int, name: str, *args: Any) -> Any:
         conn = self.conns[wid]
         conn.send((name, args))
-        status, result = await asyncio.get_running_loop().run_in_executor(None, conn.recv)
+
+        def wait() -> Any:
+            if not conn.poll(CALL_TIMEOUT):
+                raise TimeoutError(f"worker {wid} did not answer {name} in {CALL_TIMEOUT}s")
+            return conn.recv()
+
+        status, result = await asyncio.get_running_loop().run_in_executor(None, wait)
         if status != "ok":
             raise RuntimeError(f"worker {wid} {name}: {result}")
         return result
