@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
+import httpx
+import orjson
+import pytest
+import websockets
 from redis.asyncio import Redis
 
 from tickerhub_core import wire
 from tickerhub_core.keys import RedisKeys
 from tickerhub_core.models import make_quote
 from tickerhub_core.store import SnapshotStore
+from tickerhub_testkit.net import free_port, wait_for_port
 
 
 def full_quote(symbol: str, seq: int, **fields: Any) -> dict[str, Any]:
@@ -40,3 +52,80 @@ class Producer:
         assert result.ok, result
         self.seq = seq
         return seq
+
+
+# -- the api as a real subprocess ----------------------------------------------------
+
+BIN = Path(sys.executable).parent
+WAIT = 20.0  # generous: only to avoid hanging
+
+
+class Service:
+    def __init__(self, name: str, env: dict[str, str]) -> None:
+        self.port = int(env.get("PORT", "0"))
+        self.proc = subprocess.Popen(
+            [str(BIN / name)],
+            env={**os.environ, "LOG_LEVEL": "WARNING", **env},
+            stdout=subprocess.DEVNULL,
+        )
+
+    @property
+    def http(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        return self.proc.wait()
+
+
+def start_api(redis_url: str, **env: str) -> Service:
+    service = Service("api", {"REDIS_URL": redis_url, "PORT": str(free_port()), **env})
+    wait_for_port(service.port)
+    deadline = time.monotonic() + WAIT
+    while httpx.get(f"{service.http}/readyz").status_code != 200:
+        assert time.monotonic() < deadline, "api never became ready"
+        time.sleep(0.05)
+    return service
+
+
+async def recv(ws: Any) -> Any:
+    frame = await asyncio.wait_for(ws.recv(), WAIT)
+    return frame if frame == "pong" else orjson.loads(frame)
+
+
+async def frames_until_closed(ws: Any) -> tuple[list[Any], Any]:
+    """Everything received until the server closes; then the close frame it sent."""
+    frames: list[Any] = []
+    while True:
+        try:
+            frames.append(await recv(ws))
+        except websockets.ConnectionClosed as closed:
+            return frames, closed.rcvd
+
+
+@pytest.fixture
+def services() -> Iterator[list[Service]]:
+    """Services a test started; stopped at its end whatever happens."""
+    started: list[Service] = []
+    yield started
+    for service in started:
+        service.stop()
+
+
+@pytest.fixture
+async def producer(redis_server: Any) -> AsyncIterator[Producer]:
+    """A producer that has published AAPL and MSFT."""
+    client = Redis.from_url(redis_server.url)
+    producer = Producer(client)
+    await producer.publish({s: {"price": 100.0} for s in ("AAPL", "MSFT")})
+    yield producer
+    await client.aclose()

@@ -7,7 +7,6 @@ from __future__ import annotations
 import logging
 import os
 import subprocess
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,6 @@ import httpx
 import orjson
 import pytest
 import websockets
-from redis.asyncio import Redis
 
 from tickerhub_api.access import (
     KeyCheck,
@@ -31,8 +29,7 @@ from tickerhub_api.settings import ApiSettings
 from tickerhub_core.settings import load_settings
 from tickerhub_testkit.net import free_port, wait_for_port
 
-from .conftest import Producer
-from .test_e2e import BIN, Service, recv, start_api
+from .conftest import BIN, Producer, frames_until_closed, recv, start_api
 
 KEY = "k3y-0123456789abcdef-ONE"
 OTHER = "k3y-0123456789abcdef-TWO"
@@ -226,32 +223,6 @@ async def test_cors_with_keys_is_off_unless_origins_are_listed() -> None:
 
 
 # -- end to end -----------------------------------------------------------------------
-
-
-@pytest.fixture
-def services() -> Iterator[list[Service]]:
-    started: list[Service] = []
-    yield started
-    for service in started:
-        service.stop()
-
-
-@pytest.fixture
-async def producer(redis_server: Any) -> AsyncIterator[Producer]:
-    client = Redis.from_url(redis_server.url)
-    producer = Producer(client)
-    await producer.publish({s: {"price": 100.0} for s in ("AAPL", "MSFT")})
-    yield producer
-    await client.aclose()
-
-
-async def frames_until_closed(ws: Any) -> tuple[list[Any], Any]:
-    frames: list[Any] = []
-    while True:
-        try:
-            frames.append(await recv(ws))
-        except websockets.ConnectionClosed as closed:
-            return frames, closed.rcvd
 
 
 @pytest.mark.integration

@@ -7,13 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import socket
-import subprocess
-import sys
 import time
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -26,59 +22,10 @@ from redis.asyncio import Redis
 from tickerhub_core import wire
 from tickerhub_core.keys import RedisKeys
 from tickerhub_core.store import NewsStore
-from tickerhub_testkit.net import free_port, wait_for_port
 
-from .conftest import Producer, full_quote
+from .conftest import WAIT, Producer, Service, full_quote, recv, start_api
 
 pytestmark = pytest.mark.integration
-
-BIN = Path(sys.executable).parent
-WAIT = 20.0  # generous: only to avoid hanging
-
-
-class Service:
-    def __init__(self, name: str, env: dict[str, str]) -> None:
-        self.port = int(env.get("PORT", "0"))
-        self.proc = subprocess.Popen(
-            [str(BIN / name)],
-            env={**os.environ, "LOG_LEVEL": "WARNING", **env},
-            stdout=subprocess.DEVNULL,
-        )
-
-    @property
-    def http(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def ws(self) -> str:
-        return f"ws://127.0.0.1:{self.port}"
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-        return self.proc.wait()
-
-
-def start_api(redis_url: str, **env: str) -> Service:
-    service = Service("api", {"REDIS_URL": redis_url, "PORT": str(free_port()), **env})
-    wait_for_port(service.port)
-    deadline = time.monotonic() + WAIT
-    while httpx.get(f"{service.http}/readyz").status_code != 200:
-        assert time.monotonic() < deadline, "api never became ready"
-        time.sleep(0.05)
-    return service
-
-
-@pytest.fixture
-def services() -> Iterator[list[Service]]:
-    started: list[Service] = []
-    yield started
-    for service in started:
-        service.stop()
 
 
 @pytest.fixture
@@ -93,11 +40,6 @@ async def producer(redis: Redis) -> Producer:
     producer = Producer(redis)
     await producer.publish({s: {"price": 100.0} for s in ("AAPL", "MSFT", "TSLA", "GOOG")})
     return producer
-
-
-async def recv(ws: Any) -> Any:
-    frame = await asyncio.wait_for(ws.recv(), WAIT)
-    return frame if frame == "pong" else orjson.loads(frame)
 
 
 async def recv_until(ws: Any, predicate: Any) -> Any:

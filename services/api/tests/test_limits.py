@@ -6,18 +6,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import orjson
 import pytest
 import websockets
-from redis.asyncio import Redis
 
 from tickerhub_api.limits import ConnectionSlots, MessageLimiter, TokenBucket, Verdict
 
-from .conftest import Producer
-from .test_e2e import Service, recv, start_api
+from .conftest import Producer, frames_until_closed, recv, start_api
 
 
 class FakeClock:
@@ -90,33 +87,6 @@ def test_connection_slots() -> None:
 
 
 # -- end to end ----------------------------------------------------------------------
-
-
-@pytest.fixture
-def services() -> Iterator[list[Service]]:
-    started: list[Service] = []
-    yield started
-    for service in started:
-        service.stop()
-
-
-@pytest.fixture
-async def producer(redis_server: Any) -> AsyncIterator[Producer]:
-    client = Redis.from_url(redis_server.url)
-    producer = Producer(client)
-    await producer.publish({s: {"price": 100.0} for s in ("AAPL", "MSFT")})
-    yield producer
-    await client.aclose()
-
-
-async def frames_until_closed(ws: Any) -> tuple[list[Any], Any]:
-    """Everything received until the server closes; then the close frame it sent."""
-    frames: list[Any] = []
-    while True:
-        try:
-            frames.append(await recv(ws))
-        except websockets.ConnectionClosed as closed:
-            return frames, closed.rcvd
 
 
 @pytest.mark.integration
