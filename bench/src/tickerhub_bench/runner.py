@@ -126,8 +126,9 @@ class Workers:
         conn.send((name, args))
 
         def wait() -> Any:
-            if not conn.poll(CALL_TIMEOUT):
-                raise TimeoutError(f"worker {wid} did not answer {name} in {CALL_TIMEOUT}s")
+            limit = CALL_TIMEOUT * (5 if name == "connect" else 1)
+            if not conn.poll(limit):
+                raise TimeoutError(f"worker {wid} did not answer {name} in {limit}s")
             return conn.recv()
 
         status, result = await asyncio.get_running_loop().run_in_executor(None, wait)
