@@ -52,6 +52,7 @@ class Publisher:
             try:
                 seq, quotes = await self._store.load()
             except (RedisError, OSError) as exc:
+                _reraise_cancellation()
                 self._redis_down.failed(f"cannot load the snapshot ({exc})")
                 await asyncio.sleep(self._backoff.next_delay())
                 continue
@@ -73,6 +74,7 @@ class Publisher:
                 await self.flush()
                 await self.check()
             except (RedisError, OSError) as exc:
+                _reraise_cancellation()
                 self._redis_down.failed(f"write failed, will retry ({exc})")
                 await asyncio.sleep(self._backoff.next_delay())
                 self._dirty.set()
@@ -128,3 +130,12 @@ class Publisher:
             log.info("redis is at seq %d, ahead of our %d: reloading", redis_seq, snapshot.seq)
             seq, quotes = await self._store.load()
             snapshot.load(seq, quotes)
+
+
+def _reraise_cancellation() -> None:
+    """redis-py can turn the CancelledError of a command in flight into a connection
+    error; retrying then would keep a cancelled publisher running forever (seen in the
+    fault tests: shutdown hung, the final flush never ran). Honour the cancel."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
