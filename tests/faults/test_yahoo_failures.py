@@ -29,7 +29,8 @@ from tickerhub_testkit.yahoo import (
     will_be_right_back_html,
 )
 
-pytestmark = pytest.mark.integration
+# A hang must fail fast (and dump stacks), not eat the suite's whole time budget.
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
 GOOD = ("AAPL", "MSFT")
 BAD = "GOOG"
@@ -135,8 +136,12 @@ class Running:
     async def stop(self) -> None:
         assert not self.task.done(), self.task  # never crashed
         self.task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await self.task
+        done, _ = await asyncio.wait({self.task}, timeout=15)
+        if not done:
+            for task in asyncio.all_tasks():
+                task.print_stack()
+            raise AssertionError("the poller did not stop within 15 s of being cancelled")
+        assert self.task.cancelled(), self.task
 
 
 def condition_records(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
@@ -231,8 +236,9 @@ async def test_rate_limit_pauses_every_batch_and_recovers(
             await asyncio.sleep(3.0)
             during = yahoo.counts["quote"] - before
             elapsed = time.monotonic() - started
-            # Polling on without a pause would be 3 requests every 50 ms (~60 a second).
-            assert during <= 4 * elapsed + 6, f"{during} requests in {elapsed:.1f}s of 429s"
+            # Polling on without a pause would be 3 requests every 50 ms (~60 a second);
+            # yfinance may itself retry once (another crumb strategy) per attempt.
+            assert during <= 10 * elapsed + 10, f"{during} requests in {elapsed:.1f}s of 429s"
             quotes = await stored(redis)
             assert {s: q["price"] for s, q in quotes.items()} == {
                 s: q["price"] for s, q in first.items()
