@@ -108,3 +108,10 @@ def test_condition_log_logs_start_summary_and_recovery_not_every_failure(
         cond.recovered()
     assert len(caplog.records) == 3
     assert "recovered after 101 failures" in caplog.records[-1].getMessage()
+
+
+def test_a_trailing_newline_is_not_a_valid_symbol() -> None:
+    from tickerhub_core.symbols import is_valid_symbol
+
+    assert is_valid_symbol("AAPL")
+    assert not is_valid_symbol("AAPL\n")

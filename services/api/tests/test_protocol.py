@@ -92,3 +92,9 @@ def test_bad_symbol_message_names_it_briefly() -> None:
         parse('{"watchlist": ["AAPL", "no way", "' + "x" * 500 + '"]}')
     assert "'no way'" in info.value.message
     assert len(info.value.message) < 200
+
+
+def test_duplicates_do_not_count_against_the_symbol_limit() -> None:
+    # The limit in this module's parse() is 5 symbols.
+    command = parse('{"watchlist": ["a", "A", "b", "B", "c", "C", "d", "D", "e", "E"]}')
+    assert command.symbols == ("A", "B", "C", "D", "E")

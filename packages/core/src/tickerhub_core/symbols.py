@@ -29,7 +29,7 @@ class InvalidSymbolError(ValueError):
 
 def is_valid_symbol(symbol: str) -> bool:
     """True when ``symbol`` (already upper-cased) is a plausible ticker."""
-    return bool(_SYMBOL_RE.match(symbol))
+    return bool(_SYMBOL_RE.fullmatch(symbol))
 
 
 def normalize_symbol(symbol: object) -> str:
@@ -40,7 +40,7 @@ def normalize_symbol(symbol: object) -> str:
     if not isinstance(symbol, str):
         raise InvalidSymbolError(symbol)
     canonical = symbol.strip().upper()
-    if not _SYMBOL_RE.match(canonical):
+    if not _SYMBOL_RE.fullmatch(canonical):
         raise InvalidSymbolError(symbol)
     return canonical
 

@@ -85,10 +85,6 @@ def parse_symbols(field: str, value: object, max_symbols: int) -> tuple[str, ...
     """A JSON list of symbol strings -> unique canonical symbols (case-insensitive)."""
     if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
         raise ProtocolError(BAD_TYPE, f"'{field}' must be a list of symbol strings")
-    if len(value) > max_symbols:
-        raise ProtocolError(
-            TOO_MANY_SYMBOLS, f"at most {max_symbols} symbols per connection ({len(value)} sent)"
-        )
     seen: dict[str, None] = {}
     bad: list[str] = []
     for item in value:
@@ -98,6 +94,12 @@ def parse_symbols(field: str, value: object, max_symbols: int) -> tuple[str, ...
             bad.append(_short(item))
     if bad:
         raise ProtocolError(BAD_SYMBOL, f"not valid ticker symbols: {', '.join(bad[:5])}")
+    # Counted after de-duplication: duplicates are ignored, so they cannot exceed the limit.
+    # (The frame size limit already bounds how long the raw list can be.)
+    if len(seen) > max_symbols:
+        raise ProtocolError(
+            TOO_MANY_SYMBOLS, f"at most {max_symbols} symbols per connection ({len(seen)} sent)"
+        )
     return tuple(seen)
 
 
