@@ -14,6 +14,7 @@ from fastapi import FastAPI
 from tickerhub_api.access import install_log_redaction
 from tickerhub_api.app import create_app
 from tickerhub_api.connection import CLOSE_GOING_AWAY
+from tickerhub_api.fastpath import FastWebSocketProtocol
 from tickerhub_api.hub import Hub
 from tickerhub_api.settings import ApiSettings
 from tickerhub_core.logs import configure_logging
@@ -66,11 +67,8 @@ def main() -> None:
         port=settings.port,
         loop=_best(("uvloop", "uvloop"), ("asyncio", "asyncio")),
         http=_best(("httptools", "httptools"), ("h11", "h11")),
-        ws=_best(
-            ("websockets-sansio", "uvicorn.protocols.websockets.websockets_sansio_impl"),
-            ("websockets", "websockets"),
-            ("wsproto", "wsproto"),
-        ),
+        # uvicorn's websockets-sansio protocol plus the direct frame path (fastpath.py).
+        ws=FastWebSocketProtocol if settings.ws_fast_path else "websockets-sansio",
         # Compression costs ~50 KiB per connection and CPU per frame; quotes are small.
         ws_per_message_deflate=False,
         ws_max_size=settings.ws_max_frame_bytes,

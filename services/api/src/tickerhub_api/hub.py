@@ -22,7 +22,7 @@ from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
-from tickerhub_api.connection import CLOSE_SLOW_CLIENT, Connection
+from tickerhub_api.connection import CLOSE_SLOW_CLIENT, Connection, Flusher
 from tickerhub_api.mirror import Mirror, Step
 from tickerhub_api.news import NewsStream
 from tickerhub_api.prices import PriceStream
@@ -54,6 +54,7 @@ class Hub:
         self.snapshots = SnapshotStore(redis, self._keys)
         self.news_store = NewsStore(redis, self._keys)
         self.mirror = Mirror()
+        self.flusher = Flusher()
         self.prices = PriceStream(self.mirror, settings.ws_max_symbols)
         self.news = NewsStream(
             self.news_store, settings.news_default_limit, settings.ws_max_symbols, self.mirror
@@ -73,7 +74,7 @@ class Hub:
         return self.subscribed and self.mirror.loaded
 
     def new_connection(self) -> Connection:
-        return Connection(self._settings.ws_send_queue_bound)
+        return Connection(self._settings.ws_send_queue_bound, self.flusher)
 
     # -- lifecycle -----------------------------------------------------------
 

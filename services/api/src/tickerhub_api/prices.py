@@ -129,7 +129,12 @@ class PriceStream:
     # -- from the hub --------------------------------------------------------
 
     def publish_diff(self, seq: int, ts: int | None, data: Mapping[str, Mapping[str, Any]]) -> None:
-        """Fan one diff (already applied to the mirror) out to the connections that watch it."""
+        """Fan one diff (already applied to the mirror) out to the connections that watch it.
+
+        Each distinct frame is encoded once: the whole diff for every connection
+        that watches all of its symbols, and each subset of it for the
+        connections that watch just that subset.
+        """
         frame: str | None = None
         everything = self._index.everything
         if everything:
@@ -138,6 +143,7 @@ class PriceStream:
                 if conn.synced:
                     conn.outbox.push_diff(seq, ts, data, frame)
                     conn.wake()
+        subsets: dict[tuple[str, ...], tuple[dict[str, Mapping[str, Any]], str]] = {}
         for conn, symbols in self._index.split(data).items():
             if not conn.synced:
                 continue
@@ -146,7 +152,12 @@ class PriceStream:
                     frame = wire.diff_message(seq, data, ts).decode()
                 conn.outbox.push_diff(seq, ts, data, frame)
             else:
-                conn.outbox.push_diff(seq, ts, {s: data[s] for s in symbols})
+                key = tuple(symbols)
+                subset = subsets.get(key)
+                if subset is None:
+                    part = {s: data[s] for s in symbols}
+                    subset = subsets[key] = (part, wire.diff_message(seq, part, ts).decode())
+                conn.outbox.push_diff(seq, ts, subset[0], subset[1])
             conn.wake()
 
     def resync(self, changed: set[str] | None = None) -> None:

@@ -12,6 +12,11 @@ class ApiSettings(CommonSettings):
     host: str = Field(default="0.0.0.0", description="Address to listen on.")
     port: int = Field(default=8000, ge=1, le=65535, description="Port to listen on.")
 
+    ws_fast_path: bool = Field(
+        default=True,
+        description="Write WebSocket frames straight to uvicorn's transports (see "
+        "fastpath.py); false sends through plain ASGI, for comparison or troubleshooting.",
+    )
     ws_max_symbols: int = Field(
         default=500, ge=1, description="Most symbols one WebSocket connection may watch."
     )

@@ -26,6 +26,7 @@ from starlette.types import Message
 
 from tickerhub_api.access import API_KEY_QUERY, KeyCheck, OriginCheck, key_from_headers, key_id
 from tickerhub_api.connection import CLOSE_GOING_AWAY, CLOSE_SLOW_CLIENT, Connection
+from tickerhub_api.fastpath import EXTENSION, FastChannel
 from tickerhub_api.hub import Hub
 from tickerhub_api.limits import ConnectionSlots, MessageLimiter, Verdict
 from tickerhub_api.prices import error_frame
@@ -93,6 +94,8 @@ async def prices_ws(websocket: WebSocket) -> None:
     try:
         hub: Hub = websocket.app.state.hub
         conn = hub.new_connection()
+        if (channel := _fast_channel(websocket)) is not None:
+            conn.use_channel(channel, _current_task())
         hub.prices.attach(conn)
         try:
             await _serve(websocket, conn, hub.prices.handle_text, policy)
@@ -110,6 +113,8 @@ async def news_ws(websocket: WebSocket) -> None:
     try:
         hub: Hub = websocket.app.state.hub
         conn = hub.new_connection()
+        if (channel := _fast_channel(websocket)) is not None:
+            conn.use_channel(channel, _current_task())
         try:
             await hub.news.attach(conn)  # queues the snapshot; _serve's sender sends it
             await _serve(websocket, conn, hub.news.handle_text, policy)
@@ -202,6 +207,9 @@ async def _close(websocket: WebSocket, code: int, reason: str) -> None:
 async def _serve(
     websocket: WebSocket, conn: Connection, on_text: TextHandler, policy: WsPolicy
 ) -> None:
+    if conn.channel is not None:
+        await _serve_fast(websocket, conn, on_text, policy)
+        return
     sender = asyncio.create_task(conn.run_sender(_text_sender(websocket)))
     reader = asyncio.create_task(
         _read(websocket, conn, on_text, policy.limiter(), policy.idle_timeout)
@@ -216,6 +224,26 @@ async def _serve(
                 await task
     if conn.close_code is not None:
         await _close(websocket, conn.close_code, CLOSE_REASONS.get(conn.close_code, ""))
+
+
+async def _serve_fast(
+    websocket: WebSocket, conn: Connection, on_text: TextHandler, policy: WsPolicy
+) -> None:
+    """Fast path: this task only reads; the hub's Flusher writes. ``conn.close`` cancels us."""
+    try:
+        await _read(websocket, conn, on_text, policy.limiter(), policy.idle_timeout)
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if conn.close_code is None or task is None or task.cancelling() > 1:
+            raise
+        task.uncancel()
+    if conn.close_code is not None:
+        await _close(websocket, conn.close_code, CLOSE_REASONS.get(conn.close_code, ""))
+
+
+def _fast_channel(websocket: WebSocket) -> FastChannel | None:
+    channel = websocket.scope.get("extensions", {}).get(EXTENSION)
+    return channel if isinstance(channel, FastChannel) and channel.usable else None
 
 
 async def _read(
@@ -268,6 +296,12 @@ async def _read(
             )
         if conn.close_code is not None:
             return
+
+
+def _current_task() -> asyncio.Task[None]:
+    task = asyncio.current_task()
+    assert task is not None
+    return task
 
 
 def _text_sender(websocket: WebSocket) -> Callable[[str], Awaitable[None]]:

@@ -1,0 +1,113 @@
+"""A direct write path for WebSocket frames under uvicorn, beside ASGI.
+
+Profiling the fan-out showed the ASGI send path dominating: every
+``websocket.send_text`` goes through Starlette's wrappers, uvicorn's ``send``
+(an ``await`` on an event), websockets' frame serialiser and one
+``transport.write``, about 10 µs a frame; 1,000 clients at 100 diffs/s is a
+whole core. Most of that work is the same for every client that gets the same
+diff.
+
+This module keeps the FastAPI app and the protocol unchanged and adds an ASGI
+*extension*: :class:`FastWebSocketProtocol` (uvicorn's ``websockets-sansio``
+protocol, plus a few lines) puts a :class:`FastChannel` into each WebSocket
+scope under ``scope["extensions"]["tickerhub.fast_send"]``. The api then frames
+a payload once (:func:`text_frame`) and writes the same bytes to every
+transport that wants them, synchronously, from one flush per event-loop turn
+(``fanout.Flusher``). Without the extension (another server, the test client,
+per-message deflate negotiated) the api falls back to plain ASGI sends.
+
+Writing to the transport directly is sound because server-to-client frames
+carry no state in the WebSocket protocol (no masking, and uvicorn never
+fragments), and :attr:`FastChannel.open` stops writes once uvicorn has sent a
+close frame. Flow control is kept: the transport's ``pause_writing`` (its
+buffer is over the high-water mark: the client is not reading) makes the
+channel report :attr:`~FastChannel.paused`; the api then stops writing to it and
+conflates instead, until ``resume_writing``.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+from typing import Any
+
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+
+EXTENSION = "tickerhub.fast_send"
+
+_OPCODE_TEXT_FIN = 0x81
+
+
+def text_frame(payload: bytes) -> bytes:
+    """A complete, final, unmasked text frame (RFC 6455 §5.2) around UTF-8 ``payload``."""
+    length = len(payload)
+    if length < 126:
+        return bytes((_OPCODE_TEXT_FIN, length)) + payload
+    if length < 65536:
+        return struct.pack("!BBH", _OPCODE_TEXT_FIN, 126, length) + payload
+    return struct.pack("!BBQ", _OPCODE_TEXT_FIN, 127, length) + payload
+
+
+class FastChannel:
+    """Synchronous frame writes to one uvicorn WebSocket connection."""
+
+    __slots__ = ("_proto", "on_writable", "paused_at")
+
+    def __init__(self, proto: WebSocketsSansIOProtocol) -> None:
+        self._proto = proto
+        # Called when the transport drains after a pause (set by the connection).
+        self.on_writable: Callable[[], None] | None = None
+        # loop.time() of the pause in force, None while writable.
+        self.paused_at: float | None = None
+
+    @property
+    def usable(self) -> bool:
+        """False when per-message deflate was negotiated: frames would need compressing."""
+        return not self._proto.conn.extensions
+
+    @property
+    def open(self) -> bool:
+        proto = self._proto
+        return (
+            proto.handshake_complete
+            and not proto.close_sent
+            and not proto.disconnected
+            and not proto.transport.is_closing()
+        )
+
+    @property
+    def paused(self) -> bool:
+        return self.paused_at is not None
+
+    def write(self, data: bytes) -> None:
+        self._proto.transport.write(data)
+
+
+class FastWebSocketProtocol(WebSocketsSansIOProtocol):
+    """uvicorn's ``websockets-sansio`` protocol, exposing a :class:`FastChannel` to the app."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fast_channel = FastChannel(self)
+
+    def handle_connect(self, event: Any) -> None:
+        super().handle_connect(event)
+        # The app's task is created but has not run yet: the scope can still be extended.
+        scope = getattr(self, "scope", None)
+        if scope is not None:
+            scope["extensions"][EXTENSION] = self.fast_channel
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        self.fast_channel.paused_at = self.loop.time()
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        self.fast_channel.paused_at = None
+        callback = self.fast_channel.on_writable
+        if callback is not None:
+            callback()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        self.fast_channel.on_writable = None
