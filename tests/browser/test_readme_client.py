@@ -152,7 +152,8 @@ class Browser:
         while True:
             assert self.proc.poll() is None, f"chromium exited:\n{self.output()}"
             assert time.monotonic() < deadline, f"no DevTools page target:\n{self.output()}"
-            with contextlib.suppress(OSError, ValueError, httpx.HTTPError):
+            # Not there yet, or half written (empty: IndexError), or no page yet.
+            with contextlib.suppress(OSError, ValueError, IndexError, httpx.HTTPError):
                 port = int(port_file.read_text().split()[0])
                 targets = httpx.get(f"http://127.0.0.1:{port}/json/list", timeout=5).json()
                 pages = [t for t in targets if t["type"] == "page" and t["url"] == self.url]
@@ -183,11 +184,12 @@ class Browser:
     def close(self) -> None:
         if self.proc.poll() is None:
             self.proc.terminate()
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)  # the group we started
-                self.proc.wait()
+        # Chromium's helpers (zygote, renderer, ...) are in the group we started.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
 
 
 @contextlib.contextmanager
