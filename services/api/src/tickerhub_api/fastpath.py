@@ -96,6 +96,15 @@ class FastWebSocketProtocol(WebSocketsSansIOProtocol):
         scope = getattr(self, "scope", None)
         if scope is not None:
             scope["extensions"][EXTENSION] = self.fast_channel
+        # uvicorn keeps the parsed request for the connection's lifetime but never
+        # reads it again (the scope has the headers): ~1 KiB per connection.
+        self.request = None
+
+    async def send(self, message: Any) -> None:
+        await super().send(message)
+        if self.handshake_complete:
+            # Only the accept reads the handshake response; drop its headers after.
+            self.response = None
 
     def pause_writing(self) -> None:
         super().pause_writing()
