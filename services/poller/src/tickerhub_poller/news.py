@@ -11,6 +11,7 @@ from redis.exceptions import RedisError
 from tickerhub_core.logs import ConditionLog
 from tickerhub_core.models import NewsItem
 from tickerhub_core.store import NewsStore
+from tickerhub_poller.cancellation import honour_cancellation
 from tickerhub_poller.sources.base import QuoteSource, SourceError
 
 log = logging.getLogger("tickerhub.poller.news")
@@ -53,6 +54,7 @@ class NewsPoller:
     async def run(self) -> None:
         while True:
             await self.poll_once()
+            honour_cancellation()  # redis-py may have swallowed a cancel (cancellation.py)
             await asyncio.sleep(self._interval)
 
     async def poll_once(self) -> list[NewsItem]:

@@ -19,6 +19,7 @@ from redis.exceptions import RedisError
 from tickerhub_core.backoff import Backoff
 from tickerhub_core.logs import ConditionLog
 from tickerhub_core.store import SnapshotStore
+from tickerhub_poller.cancellation import honour_cancellation
 from tickerhub_poller.snapshot import Snapshot
 
 log = logging.getLogger("tickerhub.poller.publisher")
@@ -52,10 +53,11 @@ class Publisher:
             try:
                 seq, quotes = await self._store.load()
             except (RedisError, OSError) as exc:
-                _reraise_cancellation()
+                honour_cancellation()
                 self._redis_down.failed(f"cannot load the snapshot ({exc})")
                 await asyncio.sleep(self._backoff.next_delay())
                 continue
+            honour_cancellation()  # redis-py may have swallowed a cancel
             self._backoff.reset()
             self._redis_down.recovered()
             self._snapshot.load(seq, quotes)
@@ -74,11 +76,14 @@ class Publisher:
                 await self.flush()
                 await self.check()
             except (RedisError, OSError) as exc:
-                _reraise_cancellation()
+                honour_cancellation()
                 self._redis_down.failed(f"write failed, will retry ({exc})")
                 await asyncio.sleep(self._backoff.next_delay())
                 self._dirty.set()
                 continue
+            # redis-py can also swallow a cancel and return normally; the next wait
+            # under asyncio.timeout would then never end (see cancellation.py).
+            honour_cancellation()
             self._backoff.reset()
             self._redis_down.recovered()
             if self._heartbeat is not None:
@@ -130,12 +135,3 @@ class Publisher:
             log.info("redis is at seq %d, ahead of our %d: reloading", redis_seq, snapshot.seq)
             seq, quotes = await self._store.load()
             snapshot.load(seq, quotes)
-
-
-def _reraise_cancellation() -> None:
-    """redis-py can turn the CancelledError of a command in flight into a connection
-    error; retrying then would keep a cancelled publisher running forever (seen in the
-    fault tests: shutdown hung, the final flush never ran). Honour the cancel."""
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError
