@@ -36,28 +36,53 @@ GOOD = ("AAPL", "MSFT")
 BAD = "GOOG"
 STALE_AFTER = 2
 WAIT = 30.0
+# The source's deadline. Generous: on a busy 2-core box a good request (a worker
+# thread, yfinance's crumb lock, which every 4xx/5xx makes it refetch) took more
+# than 0.3 s, so good symbols failed too. Only the "deadline" answer is slower.
+DEADLINE = 2.0
 
 Answer = tuple[int, Any, dict[str, str]]
 
 
 class Market:
-    """The quote route: every request gets fresh prices; ``failure`` answers for BAD."""
+    """The quote route: every request gets fresh prices; ``failure`` answers for BAD.
+
+    It remembers the last price it answered for each symbol, so a test knows the
+    last good price the poller got, even when a request was in flight (or answered
+    but not yet published) at the moment the failure started.
+    """
 
     def __init__(self) -> None:
         self.tick = 0
         self.failure: Callable[[list[str]], Answer] | None = None
         self.fail_all = False
+        self.served: dict[str, float] = {}  # symbol -> last price answered
         self.lock = threading.Lock()
+
+    def fail(self, answer: Callable[[list[str]], Answer], every: bool = False) -> dict[str, float]:
+        """From now on answer with ``answer``; returns the prices answered until now."""
+        with self.lock:
+            self.failure = answer
+            self.fail_all = every
+            return dict(self.served)
+
+    def recover(self) -> None:
+        with self.lock:
+            self.failure = None
+            self.fail_all = False
 
     def __call__(self, req: Recorded) -> Answer:
         symbols = [s for s in req.params.get("symbols", "").split(",") if s]
         with self.lock:
             self.tick += 1
-            tick = self.tick
-        failure = self.failure
-        if failure is not None and (self.fail_all or BAD in symbols):
+            price = 100.0 + self.tick / 100
+            failure = self.failure
+            if failure is None or not (self.fail_all or BAD in symbols):
+                self.served.update(dict.fromkeys(symbols, price))
+                failure = None
+        if failure is not None:
             return failure(symbols)
-        items = [quote_item(s, regularMarketPrice=100.0 + tick / 100) for s in symbols]
+        items = [quote_item(s, regularMarketPrice=price) for s in symbols]
         return 200, quote_body(items), {}
 
 
@@ -67,7 +92,7 @@ def timeout_answer(_: list[str]) -> Answer:
 
 
 def slow_answer(_: list[str]) -> Answer:
-    time.sleep(1.0)  # past the source's own deadline (0.3 s)
+    time.sleep(DEADLINE + 1.0)  # past the source's own deadline
     return 200, quote_body([]), {}
 
 
@@ -110,7 +135,7 @@ def settings(url: str, batch_size: int) -> PollerSettings:
         batch_size=batch_size,
         batch_window=0.01,
         news_interval=0,
-        request_timeout=0.3,
+        request_timeout=DEADLINE,
     )
 
 
@@ -164,16 +189,15 @@ async def test_one_symbol_failing_keeps_the_others_flowing_and_goes_stale(
     redis = Redis.from_url(redis_server.url)
     with fake_yahoo(tmp_path / "yf") as yahoo:
         yahoo.handle("quote", market)
-        source = YFinanceSource(max_batch=batch_size, timeout=0.3, session=yahoo.session)
+        source = YFinanceSource(max_batch=batch_size, timeout=DEADLINE, session=yahoo.session)
         running = Running(Poller(settings(redis_server.url, batch_size), redis, source))
         try:
-            first = await eventually(
-                lambda: _all_priced(redis, [*GOOD, BAD]), "every symbol priced once"
-            )
-            last_good = first[BAD]["price"]
+            await eventually(lambda: _all_priced(redis, [*GOOD, BAD]), "every symbol priced once")
             caplog.clear()
-            market.failure = answer
-            failing_since = yahoo.counts["quote"]
+            # The last price BAD was answered: polling goes on, so it can be newer
+            # than what Redis showed a moment ago.
+            last_good = market.fail(answer)[BAD]
+            failing_since = yahoo.counts["quote"]  # every later request naming BAD fails
 
             quotes = await eventually(lambda: _stale(redis, BAD), f"{BAD} marked stale")
             assert quotes[BAD]["price"] == last_good  # the last good price is kept
@@ -200,7 +224,7 @@ async def test_one_symbol_failing_keeps_the_others_flowing_and_goes_stale(
             assert not any(r.exc_info for r in records), messages
 
             # Recovery: BAD is fresh again with a new price.
-            market.failure = None
+            market.recover()
             if failure in ("no_price", "empty_result", "null_result", "delisted_in_a_good_batch"):
                 # A symbol without data is retried rarely (NO_DATA_RETRY); that is by design.
                 pass
@@ -221,13 +245,15 @@ async def test_rate_limit_pauses_every_batch_and_recovers(
     redis = Redis.from_url(redis_server.url)
     with fake_yahoo(tmp_path / "yf") as yahoo:
         yahoo.handle("quote", market)
-        source = YFinanceSource(max_batch=1, timeout=0.3, session=yahoo.session)
+        source = YFinanceSource(max_batch=1, timeout=DEADLINE, session=yahoo.session)
         running = Running(Poller(settings(redis_server.url, 1), redis, source))
         try:
-            first = await eventually(lambda: _all_priced(redis, [*GOOD, BAD]), "priced once")
+            await eventually(lambda: _all_priced(redis, [*GOOD, BAD]), "priced once")
             caplog.clear()
-            market.fail_all = True
-            market.failure = lambda _: (429, "Too Many Requests", {"Content-Type": "text/plain"})
+            # The last prices answered (polling goes on: newer than Redis showed).
+            first = market.fail(
+                lambda _: (429, "Too Many Requests", {"Content-Type": "text/plain"}), every=True
+            )
             before = yahoo.counts["quote"]
             started = time.monotonic()
             await eventually(
@@ -240,15 +266,12 @@ async def test_rate_limit_pauses_every_batch_and_recovers(
             # yfinance may itself retry once (another crumb strategy) per attempt.
             assert during <= 10 * elapsed + 10, f"{during} requests in {elapsed:.1f}s of 429s"
             quotes = await stored(redis)
-            assert {s: q["price"] for s, q in quotes.items()} == {
-                s: q["price"] for s, q in first.items()
-            }
+            assert {s: q["price"] for s, q in quotes.items()} == first
             messages = [r.getMessage() for r in condition_records(caplog)]
             batcher_lines = [m for m in messages if m.startswith("yfinance quotes")]
             assert len(batcher_lines) == 1, messages
 
-            market.failure = None
-            market.fail_all = False
+            market.recover()
             await eventually(
                 lambda: _all(redis, lambda q: q["stale"] is False), "every symbol fresh"
             )
@@ -267,7 +290,7 @@ async def test_crumb_and_cookie_failures_do_not_crash(
     with fake_yahoo(tmp_path / "yf") as yahoo:
         yahoo.set("crumb", status=503, body="<html>down</html>")
         yahoo.set("quote", status=401, body={"finance": {"error": {"code": "Unauthorized"}}})
-        source = YFinanceSource(max_batch=50, timeout=0.3, session=yahoo.session)
+        source = YFinanceSource(max_batch=50, timeout=DEADLINE, session=yahoo.session)
         running = Running(Poller(settings(redis_server.url, 50), redis, source))
         try:
             await asyncio.sleep(1.5)
