@@ -28,6 +28,25 @@ def poller(url: str, **env: str) -> ServiceProcess:
     return ServiceProcess("poller", {**base, **env})
 
 
+def started(proc: ServiceProcess) -> ServiceProcess:
+    """Wait until the poller runs (its signal handlers are installed, its tasks started)."""
+    proc.wait_for_output("polling", timeout=30)
+    return proc
+
+
+def drain_until(pubsub: redis.client.PubSub, enough, timeout: float = 20.0) -> list[dict]:
+    """Messages until ``enough(messages)`` holds (a generous bound, only against hanging)."""
+    messages: list[dict] = []
+    deadline = time.monotonic() + timeout
+    while not enough(messages):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"only {len(messages)} messages")
+        m = pubsub.get_message(ignore_subscribe_messages=True, timeout=0.1)
+        if m is not None:
+            messages.append(orjson.loads(m["data"]))
+    return messages
+
+
 def drain(pubsub: redis.client.PubSub, seconds: float) -> list[dict]:
     messages = []
     deadline = time.monotonic() + seconds
@@ -59,7 +78,8 @@ def test_poller_fills_redis_and_publishes_ordered_diffs(redis_server) -> None:
     pubsub = client.pubsub()
     pubsub.subscribe("price-diffs")
     with poller(redis_server.url) as proc:
-        messages = drain(pubsub, 1.5)
+        started(proc)
+        messages = drain_until(pubsub, lambda m: len(m) >= 5)
         assert proc.stop() == 0, proc.output()  # SIGTERM: graceful, exit 0
     messages += drain(pubsub, 0.3)  # what it flushed while shutting down
     assert "shutting down" in proc.output()
@@ -82,9 +102,10 @@ def test_poller_fills_redis_and_publishes_ordered_diffs(redis_server) -> None:
     client.close()
 
 
-def test_restart_publishes_no_spurious_diffs(redis_server) -> None:
+def test_restart_publishes_no_spurious_diffs(redis_server, tmp_path) -> None:
     client = redis.Redis.from_url(redis_server.url)
     with poller(redis_server.url, SIM_VOLATILITY="0") as proc:
+        started(proc)
         wait_until(lambda: client.get("prices:seq") == b"1", what="first diff")
         time.sleep(0.3)
         assert proc.stop() == 0
@@ -93,9 +114,15 @@ def test_restart_publishes_no_spurious_diffs(redis_server) -> None:
 
     pubsub = client.pubsub()
     pubsub.subscribe("price-diffs")
-    with poller(redis_server.url, SIM_VOLATILITY="0") as proc:
+    beat = tmp_path / "beat"
+    with poller(redis_server.url, SIM_VOLATILITY="0", HEARTBEAT_FILE=str(beat)) as proc:
         proc.wait_for_output("loaded snapshot at seq 1")
+        started(proc)
+        window = time.time()
         assert drain(pubsub, 1.0) == []  # ~20 poll cycles, nothing published
+        # The publisher did run on fresh quotes in that window (it beats after each
+        # flush), so "nothing published" is a finding, not a poller that had not started.
+        assert beat.stat().st_mtime >= window
     assert client.get("prices:seq") == b"1"
     assert client.hgetall("prices") == before
     pubsub.close()
@@ -111,8 +138,8 @@ def test_sigkill_and_restart_keeps_the_sequence_rising(redis_server) -> None:
     pubsub = client.pubsub()
     pubsub.subscribe("price-diffs")
     with poller(redis_server.url) as proc:
-        messages = drain(pubsub, 1.0)
-    assert messages, proc.output()
+        started(proc)
+        messages = drain_until(pubsub, lambda m: len(m) >= 3)
     seqs = [m["seq"] for m in messages]
     assert seqs == list(range(seq_at_kill + 1, seq_at_kill + 1 + len(seqs)))
     pubsub.close()
@@ -152,8 +179,11 @@ def test_news_items_are_stored_and_published(redis_server) -> None:
     client = redis.Redis.from_url(redis_server.url)
     pubsub = client.pubsub()
     pubsub.subscribe("news-updates")
-    with poller(redis_server.url, NEWS_INTERVAL="0.2", TICKERS="AAPL,MSFT"):
-        messages = drain(pubsub, 1.0)
+    with poller(redis_server.url, NEWS_INTERVAL="0.2", TICKERS="AAPL,MSFT") as proc:
+        started(proc)
+        messages = drain_until(
+            pubsub, lambda m: {i["tickers"][0] for x in m for i in x["data"]} == {"AAPL", "MSFT"}
+        )
     messages += drain(pubsub, 0.3)
     items = [i for m in messages for i in m["data"]]
     assert items
