@@ -9,7 +9,7 @@ from websockets.frames import Frame, Opcode
 from websockets.streams import StreamReader
 
 from tickerhub_api.connection import CLOSE_SLOW_CLIENT, Connection, Flusher
-from tickerhub_api.fastpath import text_frame
+from tickerhub_api.fastpath import FastChannel, text_frame
 
 
 def parse(data: bytes) -> list[Frame]:
@@ -36,22 +36,28 @@ def test_text_frame_is_what_a_client_parses(size: int) -> None:
     assert frame.data == payload
 
 
-class FakeChannel:
-    """Stands in for uvicorn's transport: records writes, can pause or close."""
-
+class FakeTransport:
     def __init__(self) -> None:
         self.writes: list[bytes] = []
-        self.on_writable = None
-        self.paused_at: float | None = None
-        self.open = True
-        self.usable = True
-
-    @property
-    def paused(self) -> bool:
-        return self.paused_at is not None
+        self.closing = False
 
     def write(self, data: bytes) -> None:
         self.writes.append(data)
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+
+class FakeChannel(FastChannel):
+    """A real FastChannel over a fake transport (no uvicorn protocol behind it)."""
+
+    def __init__(self) -> None:
+        super().__init__(None)  # type: ignore[arg-type]
+        self.transport = self.fake = FakeTransport()
+
+    @property
+    def writes(self) -> list[bytes]:
+        return self.fake.writes
 
 
 def make(flusher: Flusher) -> tuple[Connection, FakeChannel]:
@@ -114,7 +120,10 @@ async def test_close_cancels_the_reading_handler_once_and_stops_writes() -> None
 async def test_closed_transport_gets_no_writes() -> None:
     flusher = Flusher()
     conn, channel = make(flusher)
-    channel.open = False
+    channel.fake.closing = True
+    conn.send_frame("pong")
+    await asyncio.sleep(0)
+    channel.transport = None  # the app sent its close frame
     conn.send_frame("pong")
     await asyncio.sleep(0)
     assert channel.writes == []

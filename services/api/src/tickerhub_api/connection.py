@@ -54,7 +54,10 @@ class Flusher:
     def mark(self, conn: Connection) -> None:
         self._dirty[conn] = None
         if self._handle is None:
-            self._handle = asyncio.get_running_loop().call_soon(self._flush)
+            self.schedule()
+
+    def schedule(self) -> None:
+        self._handle = asyncio.get_running_loop().call_soon(self._flush)
 
     def _flush(self) -> None:
         self._handle = None
@@ -107,10 +110,13 @@ class Connection:
         self.wake()
 
     def wake(self) -> None:
-        """Call after pushing to :attr:`outbox` directly."""
+        """Call after pushing to :attr:`outbox` directly. On the fan-out's hot path."""
         if self.channel is not None:
             if self.close_code is None:
-                self._flusher.mark(self)  # type: ignore[union-attr]
+                flusher = self._flusher
+                flusher._dirty[self] = None  # type: ignore[union-attr]
+                if flusher._handle is None:  # type: ignore[union-attr]
+                    flusher.schedule()  # type: ignore[union-attr]
         elif self._ready is not None:
             self._ready.set()
 
@@ -141,19 +147,29 @@ class Connection:
     def flush(self, framed: dict[str, bytes]) -> None:
         """Write everything pending to the transport, unless it is paused or closed."""
         channel = self.channel
-        if self.close_code is not None or channel is None or channel.paused or not channel.open:
+        if self.close_code is not None or channel is None:
             return
+        transport = channel.writable_transport
+        if transport is None:
+            return  # paused (resume_writing marks us again) or closing
         outbox = self.outbox
         frame = outbox.take()
-        chunks: list[bytes] = []
-        while frame is not None:
-            data = framed.get(frame)
-            if data is None:
-                data = framed[frame] = text_frame(frame.encode())
-            chunks.append(data)
-            frame = outbox.take()
-        if chunks:
-            channel.write(chunks[0] if len(chunks) == 1 else b"".join(chunks))
+        if frame is None:
+            return
+        data = framed.get(frame)
+        if data is None:
+            data = framed[frame] = text_frame(frame.encode())
+        frame = outbox.take()
+        if frame is not None:  # rare: replies queued before the diff
+            chunks = [data]
+            while frame is not None:
+                data = framed.get(frame)
+                if data is None:
+                    data = framed[frame] = text_frame(frame.encode())
+                chunks.append(data)
+                frame = outbox.take()
+            data = b"".join(chunks)
+        transport.write(data)
 
     # -- ASGI path ---------------------------------------------------------------
 

@@ -13,14 +13,15 @@ protocol, plus a few lines) puts a :class:`FastChannel` into each WebSocket
 scope under ``scope["extensions"]["tickerhub.fast_send"]``. The api then frames
 a payload once (:func:`text_frame`) and writes the same bytes to every
 transport that wants them, synchronously, from one flush per event-loop turn
-(``fanout.Flusher``). Without the extension (another server, the test client,
+(``connection.Flusher``). Without the extension (another server, the test client,
 per-message deflate negotiated) the api falls back to plain ASGI sends.
 
 Writing to the transport directly is sound because server-to-client frames
 carry no state in the WebSocket protocol (no masking, and uvicorn never
-fragments), and :attr:`FastChannel.open` stops writes once uvicorn has sent a
-close frame. Flow control is kept: the transport's ``pause_writing`` (its
-buffer is over the high-water mark: the client is not reading) makes the
+fragments), and :attr:`FastChannel.writable_transport` stops writes once a
+close frame was sent or the connection is gone. Flow control is kept: the
+transport's ``pause_writing`` (its buffer is over the high-water mark: the
+client is not reading) makes the
 channel report :attr:`~FastChannel.paused`; the api then stops writing to it and
 conflates instead, until ``resume_writing``.
 """
@@ -51,10 +52,15 @@ def text_frame(payload: bytes) -> bytes:
 class FastChannel:
     """Synchronous frame writes to one uvicorn WebSocket connection."""
 
-    __slots__ = ("_proto", "on_writable", "paused_at")
+    __slots__ = ("_proto", "on_writable", "paused_at", "transport")
 
     def __init__(self, proto: WebSocketsSansIOProtocol) -> None:
         self._proto = proto
+        # Read for every frame, so a plain attribute: the transport from the accept
+        # until the app sends its close frame or the connection is lost, else None.
+        # (Where uvicorn itself sends a close frame it also closes the transport,
+        # which ``writable_transport`` checks.)
+        self.transport: Any = None
         # Called when the transport drains after a pause (set by the connection).
         self.on_writable: Callable[[], None] | None = None
         # loop.time() of the pause in force, None while writable.
@@ -66,21 +72,16 @@ class FastChannel:
         return not self._proto.conn.extensions
 
     @property
-    def open(self) -> bool:
-        proto = self._proto
-        return (
-            proto.handshake_complete
-            and not proto.close_sent
-            and not proto.disconnected
-            and not proto.transport.is_closing()
-        )
-
-    @property
     def paused(self) -> bool:
         return self.paused_at is not None
 
-    def write(self, data: bytes) -> None:
-        self._proto.transport.write(data)
+    @property
+    def writable_transport(self) -> Any:
+        """The transport when a frame may be written now, else None."""
+        transport = self.transport
+        if transport is None or self.paused_at is not None or transport.is_closing():
+            return None
+        return transport
 
 
 class FastWebSocketProtocol(WebSocketsSansIOProtocol):
@@ -105,6 +106,8 @@ class FastWebSocketProtocol(WebSocketsSansIOProtocol):
         if self.handshake_complete:
             # Only the accept reads the handshake response; drop its headers after.
             self.response = None
+        live = self.handshake_complete and not self.close_sent and not self.disconnected
+        self.fast_channel.transport = self.transport if live else None
 
     def pause_writing(self) -> None:
         super().pause_writing()
@@ -119,4 +122,6 @@ class FastWebSocketProtocol(WebSocketsSansIOProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
-        self.fast_channel.on_writable = None
+        channel = self.fast_channel
+        channel.transport = None
+        channel.on_writable = None

@@ -102,7 +102,8 @@ class Outbox:
 
     def clear_pending(self) -> None:
         self._pending = {}
-        self._owned.clear()
+        if self._owned:
+            self._owned.clear()
         self._pending_is_diff = False
         self._frame = None
 

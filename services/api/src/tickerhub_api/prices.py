@@ -143,19 +143,25 @@ class PriceStream:
                 if conn.synced:
                     conn.outbox.push_diff(seq, ts, data, frame)
                     conn.wake()
-        subsets: dict[tuple[str, ...], tuple[dict[str, Mapping[str, Any]], str]] = {}
+        whole = len(data)
+        subsets: dict[str | tuple[str, ...], tuple[dict[str, Mapping[str, Any]], str]] = {}
         for conn, symbols in self._index.split(data).items():
             if not conn.synced:
                 continue
-            if len(symbols) == len(data):
+            if isinstance(symbols, str):
+                key: str | tuple[str, ...] = symbols
+                count = 1
+            else:
+                key = tuple(symbols)
+                count = len(symbols)
+            if count == whole:
                 if frame is None:
                     frame = wire.diff_message(seq, data, ts).decode()
                 conn.outbox.push_diff(seq, ts, data, frame)
             else:
-                key = tuple(symbols)
                 subset = subsets.get(key)
                 if subset is None:
-                    part = {s: data[s] for s in symbols}
+                    part = {s: data[s] for s in ((key,) if isinstance(key, str) else key)}
                     subset = subsets[key] = (part, wire.diff_message(seq, part, ts).decode())
                 conn.outbox.push_diff(seq, ts, subset[0], subset[1])
             conn.wake()

@@ -47,15 +47,32 @@ class WatchIndex(Generic[C]):
         """Connections with ``symbol`` in their watchlist (not those watching everything)."""
         return self._by_symbol.get(symbol, set())
 
-    def split(self, data: Mapping[str, object]) -> dict[C, list[str]]:
-        """For each watchlist connection touched by ``data``'s symbols, those symbols."""
-        out: dict[C, list[str]] = {}
+    def split(self, data: Mapping[str, object]) -> dict[C, str | list[str]]:
+        """For each watchlist connection touched by ``data``'s symbols, those symbols.
+
+        A connection touched by one symbol maps to that symbol itself, not a list:
+        that is nearly every connection for nearly every diff, and this runs for
+        each diff, so it allocates nothing per connection in that case.
+        """
         by_symbol = self._by_symbol
+        if len(data) == 1:
+            [symbol] = data
+            conns = by_symbol.get(symbol)
+            return dict.fromkeys(conns, symbol) if conns else {}
+        out: dict[C, str | list[str]] = {}
+        get = out.get
         for symbol in data:
             conns = by_symbol.get(symbol)
-            if conns:
-                for conn in conns:
-                    out.setdefault(conn, []).append(symbol)
+            if not conns:
+                continue
+            for conn in conns:
+                seen = get(conn)
+                if seen is None:
+                    out[conn] = symbol
+                elif type(seen) is str:
+                    out[conn] = [seen, symbol]
+                else:
+                    seen.append(symbol)  # type: ignore[union-attr]
         return out
 
     def __len__(self) -> int:
