@@ -8,6 +8,7 @@ through :func:`normalize_symbol` first, so no user input can smuggle ``:``,
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Iterable
 
 MAX_SYMBOL_LENGTH = 20
@@ -42,7 +43,8 @@ def normalize_symbol(symbol: object) -> str:
     canonical = symbol.strip().upper()
     if not _SYMBOL_RE.fullmatch(canonical):
         raise InvalidSymbolError(symbol)
-    return canonical
+    # Interned: thousands of watchlists then share one string per symbol.
+    return sys.intern(canonical)
 
 
 def parse_symbol_list(raw: str | Iterable[str]) -> list[str]:

@@ -28,6 +28,7 @@ conflates instead, until ``resume_writing``.
 
 from __future__ import annotations
 
+import asyncio
 import struct
 from collections.abc import Callable
 from typing import Any
@@ -84,12 +85,81 @@ class FastChannel:
         return transport
 
 
+class _Mailbox:
+    """What uvicorn needs of its per-connection ``asyncio.Queue``: ``put_nowait``,
+    ``get`` and ``empty``, over one list and one future.
+
+    An ``asyncio.Queue`` holds three deques and an Event with a fourth (CPython
+    gives every empty deque a 64-slot block): ~3 KiB on each of thousands of
+    connections, for a queue that rarely holds more than one message.
+    """
+
+    __slots__ = ("_items", "_waiter")
+
+    def __init__(self) -> None:
+        self._items: list[Any] = []
+        self._waiter: asyncio.Future[None] | None = None
+
+    def put_nowait(self, item: Any) -> None:
+        self._items.append(item)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def get(self) -> Any:
+        while not self._items:
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        return self._items.pop(0)
+
+    def empty(self) -> bool:
+        return not self._items
+
+
+class _Flag:
+    """``asyncio.Event`` as uvicorn uses ``writable`` (``set``/``clear``/``is_set``/``wait``),
+    with the waiters' deque made only when someone waits (rare: a paused ASGI send)."""
+
+    __slots__ = ("_set", "_waiters")
+
+    def __init__(self) -> None:
+        self._set = True
+        self._waiters: list[asyncio.Future[None]] | None = None
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def set(self) -> None:
+        self._set = True
+        waiters, self._waiters = self._waiters, None
+        for waiter in waiters or ():
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def clear(self) -> None:
+        self._set = False
+
+    async def wait(self) -> None:
+        while not self._set:
+            waiter = asyncio.get_running_loop().create_future()
+            if self._waiters is None:
+                self._waiters = []
+            self._waiters.append(waiter)
+            await waiter
+
+
 class FastWebSocketProtocol(WebSocketsSansIOProtocol):
-    """uvicorn's ``websockets-sansio`` protocol, exposing a :class:`FastChannel` to the app."""
+    """uvicorn's ``websockets-sansio`` protocol, exposing a :class:`FastChannel` to the app,
+    with lighter per-connection state (see :class:`_Mailbox` and :class:`_Flag`)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.fast_channel = FastChannel(self)
+        self.queue = _Mailbox()  # type: ignore[assignment]
+        self.writable = _Flag()  # type: ignore[assignment]
 
     def handle_connect(self, event: Any) -> None:
         super().handle_connect(event)

@@ -124,6 +124,10 @@ async def news_ws(websocket: WebSocket) -> None:
         policy.slots.release()
 
 
+# The streams by path, for the app's direct dispatch (app.TickerHubApp).
+STREAMS = {"/ws/prices": prices_ws, "/ws/news": news_ws}
+
+
 # -- admission -----------------------------------------------------------------
 
 
