@@ -16,51 +16,14 @@ import orjson
 import pytest
 import websockets
 
-from tickerhub_testkit.net import free_port, wait_for_port
-from tickerhub_testkit.processes import ServiceProcess
+from tickerhub_testkit.processes import ApiProcess, ServiceProcess
 
 WAIT = 30.0  # generous: only to avoid hanging
 TICKERS = ("AAPL", "MSFT", "GOOG", "TSLA")
 
 
-class Api(ServiceProcess):
-    """The ``api`` console script on a free port of 127.0.0.1."""
-
-    def __init__(self, redis_url: str, **env: str) -> None:
-        self.port = free_port()
-        super().__init__(
-            "api",
-            {
-                "REDIS_URL": redis_url,
-                "PORT": str(self.port),
-                "HOST": "127.0.0.1",
-                "LOG_LEVEL": "INFO",
-                **env,
-            },
-        )
-
-    @property
-    def http(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def ws(self) -> str:
-        return f"ws://127.0.0.1:{self.port}"
-
-    @property
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def wait_ready(self, timeout: float = WAIT) -> None:
-        wait_for_port(self.port, timeout=timeout)
-        deadline = time.monotonic() + timeout
-        while True:
-            assert self.alive, f"api exited:\n{self.output()}"
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{self.http}/readyz", timeout=5).status_code == 200:
-                    return
-            assert time.monotonic() < deadline, f"api never became ready:\n{self.output()}"
-            time.sleep(0.05)
+class Api(ApiProcess):
+    """The api, logging at INFO (fault tests read its log)."""
 
 
 def poller_process(redis_url: str, **env: str) -> ServiceProcess:

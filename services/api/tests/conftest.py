@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import orjson
 import pytest
 import websockets
@@ -21,7 +17,7 @@ from tickerhub_core import wire
 from tickerhub_core.keys import RedisKeys
 from tickerhub_core.models import make_quote
 from tickerhub_core.store import SnapshotStore
-from tickerhub_testkit.net import free_port, wait_for_port
+from tickerhub_testkit.processes import ApiProcess, ServiceProcess
 
 
 def full_quote(symbol: str, seq: int, **fields: Any) -> dict[str, Any]:
@@ -59,42 +55,12 @@ class Producer:
 BIN = Path(sys.executable).parent
 WAIT = 20.0  # generous: only to avoid hanging
 
-
-class Service:
-    def __init__(self, name: str, env: dict[str, str]) -> None:
-        self.port = int(env.get("PORT", "0"))
-        self.proc = subprocess.Popen(
-            [str(BIN / name)],
-            env={**os.environ, "LOG_LEVEL": "WARNING", **env},
-            stdout=subprocess.DEVNULL,
-        )
-
-    @property
-    def http(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def ws(self) -> str:
-        return f"ws://127.0.0.1:{self.port}"
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-        return self.proc.wait()
+Service = ServiceProcess
 
 
-def start_api(redis_url: str, **env: str) -> Service:
-    service = Service("api", {"REDIS_URL": redis_url, "PORT": str(free_port()), **env})
-    wait_for_port(service.port)
-    deadline = time.monotonic() + WAIT
-    while httpx.get(f"{service.http}/readyz").status_code != 200:
-        assert time.monotonic() < deadline, "api never became ready"
-        time.sleep(0.05)
-    return service
+def start_api(redis_url: str, **env: str) -> ApiProcess:
+    """The api as a subprocess on a free port, once it is ready."""
+    return ApiProcess(redis_url, **{"LOG_LEVEL": "WARNING", **env}).start().wait_ready(WAIT)  # type: ignore[return-value]
 
 
 async def recv(ws: Any) -> Any:

@@ -354,7 +354,7 @@ async def test_with_the_simulated_poller(redis_server: Any, services: list) -> N
             "TICKERS": "AAPL,MSFT,GOOG,TSLA",
             "POLL_FREQ": "0.05",
         },
-    )
+    ).start()
     services.append(poller)
     api = start_api(redis_server.url)
     services.append(api)

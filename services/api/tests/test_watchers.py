@@ -40,3 +40,14 @@ def test_cost_is_per_watcher_not_per_connection() -> None:
     for conn in range(10_000):
         index.watch(conn, [f"S{conn}"])
     assert index.split({"S7": {}}) == {7: "S7"}
+
+
+def test_rewatch_moves_a_connection_between_watchlists_and_everything() -> None:
+    index: WatchIndex[str] = WatchIndex()
+    index.watch_everything("c")
+    index.rewatch("c", None, {"AAPL"})
+    assert index.everything == set()
+    assert index.watchers("AAPL") == {"c"}
+    index.rewatch("c", {"AAPL"}, None)
+    assert index.watchers("AAPL") == set()
+    assert index.everything == {"c"}

@@ -82,3 +82,44 @@ class ServiceProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class ApiProcess(ServiceProcess):
+    """The ``api`` console script on a free port of 127.0.0.1."""
+
+    def __init__(self, redis_url: str, **env: str) -> None:
+        from tickerhub_testkit.net import free_port
+
+        self.port = int(env.pop("PORT", 0)) or free_port()
+        base = {"REDIS_URL": redis_url, "PORT": str(self.port), "HOST": "127.0.0.1"}
+        super().__init__("api", {"LOG_LEVEL": "INFO", **base, **env})
+
+    @property
+    def http(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def wait_ready(self, timeout: float = 30.0) -> ApiProcess:
+        """Until ``/readyz`` answers 200 (Redis reachable, snapshot loaded)."""
+        import contextlib
+
+        import httpx
+
+        from tickerhub_testkit.net import wait_for_port
+
+        wait_for_port(self.port, timeout=timeout)
+        deadline = time.monotonic() + timeout
+        while True:
+            assert self.alive, f"api exited:\n{self.output()}"
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{self.http}/readyz", timeout=5).status_code == 200:
+                    return self
+            assert time.monotonic() < deadline, f"api never became ready:\n{self.output()}"
+            time.sleep(0.05)

@@ -148,12 +148,8 @@ class NewsStream:
                 conn.send_frame(wire.news_message(mine).decode())
 
     def _set_watch(self, conn: Connection, watch: set[str] | None) -> None:
-        self._index.remove(conn, conn.watch)
+        self._index.rewatch(conn, conn.watch, watch)
         conn.watch = watch
-        if watch is None:
-            self._index.watch_everything(conn)
-        else:
-            self._index.watch(conn, watch)
 
     @staticmethod
     def _wants(conn: Connection, item: NewsItem) -> bool:

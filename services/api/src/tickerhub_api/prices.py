@@ -119,12 +119,8 @@ class PriceStream:
         )
 
     def _set_watch(self, conn: Connection, watch: set[str] | None) -> None:
-        self._index.remove(conn, conn.watch)
+        self._index.rewatch(conn, conn.watch, watch)
         conn.watch = watch
-        if watch is None:
-            self._index.watch_everything(conn)
-        else:
-            self._index.watch(conn, watch)
 
     # -- from the hub --------------------------------------------------------
 

@@ -43,6 +43,14 @@ class WatchIndex(Generic[C]):
         if symbols is not None:
             self.unwatch(conn, symbols)
 
+    def rewatch(self, conn: C, old: Iterable[str] | None, new: Iterable[str] | None) -> None:
+        """Replace ``conn``'s watchlist ``old`` by ``new`` (``None``: every symbol)."""
+        self.remove(conn, old)
+        if new is None:
+            self.watch_everything(conn)
+        else:
+            self.watch(conn, new)
+
     def watchers(self, symbol: str) -> set[C]:
         """Connections with ``symbol`` in their watchlist (not those watching everything)."""
         return self._by_symbol.get(symbol, set())

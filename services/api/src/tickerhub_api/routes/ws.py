@@ -29,7 +29,8 @@ from tickerhub_api.connection import CLOSE_GOING_AWAY, CLOSE_SLOW_CLIENT, Connec
 from tickerhub_api.fastpath import EXTENSION, FastChannel
 from tickerhub_api.hub import Hub
 from tickerhub_api.limits import ConnectionSlots, MessageLimiter, Verdict
-from tickerhub_api.prices import error_frame
+from tickerhub_api.news import NewsStream
+from tickerhub_api.prices import PriceStream, error_frame
 from tickerhub_api.protocol import (
     BINARY_NOT_SUPPORTED,
     CLOSE_IDLE,
@@ -88,25 +89,16 @@ class WsPolicy:
 
 @router.websocket("/ws/prices")
 async def prices_ws(websocket: WebSocket) -> None:
-    policy: WsPolicy = websocket.app.state.ws_policy
-    if not await _admit(websocket, policy):
-        return
-    try:
-        hub: Hub = websocket.app.state.hub
-        conn = hub.new_connection()
-        if (channel := _fast_channel(websocket)) is not None:
-            conn.use_channel(channel, _current_task())
-        hub.prices.attach(conn)
-        try:
-            await _serve(websocket, conn, hub.prices.handle_text, policy)
-        finally:
-            hub.prices.detach(conn)
-    finally:
-        policy.slots.release()
+    await _stream(websocket, websocket.app.state.hub.prices)
 
 
 @router.websocket("/ws/news")
 async def news_ws(websocket: WebSocket) -> None:
+    await _stream(websocket, websocket.app.state.hub.news)
+
+
+async def _stream(websocket: WebSocket, stream: PriceStream | NewsStream) -> None:
+    """Admit, register with ``stream`` (which queues the first snapshot), serve, clean up."""
     policy: WsPolicy = websocket.app.state.ws_policy
     if not await _admit(websocket, policy):
         return
@@ -116,10 +108,12 @@ async def news_ws(websocket: WebSocket) -> None:
         if (channel := _fast_channel(websocket)) is not None:
             conn.use_channel(channel, _current_task())
         try:
-            await hub.news.attach(conn)  # queues the snapshot; _serve's sender sends it
-            await _serve(websocket, conn, hub.news.handle_text, policy)
+            attached = stream.attach(conn)
+            if attached is not None:
+                await attached  # news loads its recent items from Redis
+            await _serve(websocket, conn, stream.handle_text, policy)
         finally:
-            hub.news.detach(conn)
+            stream.detach(conn)
     finally:
         policy.slots.release()
 
