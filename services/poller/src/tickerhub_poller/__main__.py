@@ -66,8 +66,9 @@ async def serve(settings: PollerSettings) -> None:
 def main() -> None:
     settings = load_settings(PollerSettings, "poller")
     configure_logging(settings.log_level)
-    # Plain asyncio, not uvloop: the poller spends its time waiting on Yahoo, and
-    # under uvloop 0.23 a SIGTERM was sometimes never delivered to the handler.
+    # Plain asyncio: the poller spends its time waiting on Yahoo, so uvloop buys
+    # nothing here. (A shutdown hang first blamed on uvloop was redis-py swallowing
+    # a cancel; see cancellation.py.)
     asyncio.run(serve(settings))
     sys.exit(0)
 
