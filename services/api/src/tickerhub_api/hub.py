@@ -29,6 +29,7 @@ from tickerhub_api.prices import PriceStream
 from tickerhub_api.settings import ApiSettings
 from tickerhub_core import wire
 from tickerhub_core.backoff import Backoff
+from tickerhub_core.cancellation import honour_cancellation
 from tickerhub_core.keys import RedisKeys
 from tickerhub_core.logs import ConditionLog
 from tickerhub_core.store import NewsStore, SnapshotStore
@@ -115,6 +116,7 @@ class Hub:
             try:
                 await self._session()
             except (RedisError, OSError) as exc:
+                honour_cancellation()  # redis-py can turn our cancel into a connection error
                 self.subscribed = False
                 self._outage.failed(f"{type(exc).__name__}: {exc}")
                 await asyncio.sleep(self._backoff.next_delay())
@@ -137,6 +139,7 @@ class Hub:
                 message = await pubsub.get_message(
                     ignore_subscribe_messages=True, timeout=self._wait_seconds()
                 )
+                honour_cancellation()  # redis-py may have swallowed a cancel (stop())
                 if self._retry_at is not None and _now() >= self._retry_at:
                     await self._reload()
                 if message is None:

@@ -8,10 +8,10 @@ from collections.abc import Sequence
 
 from redis.exceptions import RedisError
 
+from tickerhub_core.cancellation import honour_cancellation
 from tickerhub_core.logs import ConditionLog
 from tickerhub_core.models import NewsItem
 from tickerhub_core.store import NewsStore
-from tickerhub_poller.cancellation import honour_cancellation
 from tickerhub_poller.sources.base import QuoteSource, SourceError
 
 log = logging.getLogger("tickerhub.poller.news")

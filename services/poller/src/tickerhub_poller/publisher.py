@@ -17,9 +17,9 @@ from collections.abc import Callable
 from redis.exceptions import RedisError
 
 from tickerhub_core.backoff import Backoff
+from tickerhub_core.cancellation import honour_cancellation
 from tickerhub_core.logs import ConditionLog
 from tickerhub_core.store import SnapshotStore
-from tickerhub_poller.cancellation import honour_cancellation
 from tickerhub_poller.snapshot import Snapshot
 
 log = logging.getLogger("tickerhub.poller.publisher")

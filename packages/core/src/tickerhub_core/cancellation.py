@@ -8,7 +8,7 @@ every Redis call that a loop would otherwise follow with more work.
 Ignoring it is worse than a late stop: a loop that waits under ``asyncio.timeout``
 afterwards sees every later expiry as its own timeout (the timeout compares
 against the cancel count it saw on entry), so the task never ends and a
-``TaskGroup`` waiting for it hangs shutdown (seen in tests/faults: the publisher
+``TaskGroup`` waiting for it hangs shutdown (seen in tests/faults: the poller's publisher
 kept running after ``Poller.run`` was cancelled, 1 in ~10 cancels under load).
 """
 
