@@ -115,3 +115,25 @@ def test_a_trailing_newline_is_not_a_valid_symbol() -> None:
 
     assert is_valid_symbol("AAPL")
     assert not is_valid_symbol("AAPL\n")
+
+
+async def test_honour_cancellation_raises_a_pending_cancel() -> None:
+    import asyncio
+    import contextlib
+
+    from tickerhub_core.cancellation import honour_cancellation
+
+    async def swallower(started: asyncio.Event) -> str:
+        started.set()
+        with contextlib.suppress(asyncio.CancelledError):  # a library swallowing the cancel
+            await asyncio.sleep(10)
+        honour_cancellation()
+        return "ran on"
+
+    started = asyncio.Event()
+    task = asyncio.create_task(swallower(started))
+    await started.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    honour_cancellation()  # no cancel pending here: nothing happens
