@@ -17,6 +17,7 @@ import pytest
 import websockets
 
 from tickerhub_testkit.processes import ApiProcess, ServiceProcess
+from tickerhub_testkit.processes import poller_process as testkit_poller
 
 WAIT = 30.0  # generous: only to avoid hanging
 TICKERS = ("AAPL", "MSFT", "GOOG", "TSLA")
@@ -27,15 +28,7 @@ class Api(ApiProcess):
 
 
 def poller_process(redis_url: str, **env: str) -> ServiceProcess:
-    base = {
-        "REDIS_URL": redis_url,
-        "SOURCE": "simulated",
-        "TICKERS": ",".join(TICKERS),
-        "POLL_FREQ": "0.05",
-        "NEWS_INTERVAL": "0",
-        "LOG_LEVEL": "INFO",
-    }
-    return ServiceProcess("poller", {**base, **env})
+    return testkit_poller(redis_url, TICKERS, **env)
 
 
 @pytest.fixture

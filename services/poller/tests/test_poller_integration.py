@@ -9,7 +9,7 @@ import orjson
 import pytest
 import redis
 
-from tickerhub_testkit.processes import ServiceProcess
+from tickerhub_testkit.processes import ServiceProcess, poller_process
 
 pytestmark = pytest.mark.integration
 
@@ -17,15 +17,7 @@ TICKERS = ["AAPL", "MSFT", "GOOGL", "AMZN", "NVDA"]
 
 
 def poller(url: str, **env: str) -> ServiceProcess:
-    base = {
-        "REDIS_URL": url,
-        "SOURCE": "simulated",
-        "TICKERS": ",".join(TICKERS),
-        "POLL_FREQ": "0.05",
-        "NEWS_INTERVAL": "0",
-        "LOG_LEVEL": "INFO",
-    }
-    return ServiceProcess("poller", {**base, **env})
+    return poller_process(url, TICKERS, **env)
 
 
 def started(proc: ServiceProcess) -> ServiceProcess:

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 
@@ -123,3 +123,16 @@ class ApiProcess(ServiceProcess):
                     return self
             assert time.monotonic() < deadline, f"api never became ready:\n{self.output()}"
             time.sleep(0.05)
+
+
+def poller_process(redis_url: str, tickers: Iterable[str], **env: str) -> ServiceProcess:
+    """The ``poller`` console script on the simulated source, polling fast, no news."""
+    base = {
+        "REDIS_URL": redis_url,
+        "SOURCE": "simulated",
+        "TICKERS": ",".join(tickers),
+        "POLL_FREQ": "0.05",
+        "NEWS_INTERVAL": "0",
+        "LOG_LEVEL": "INFO",
+    }
+    return ServiceProcess("poller", {**base, **env})
