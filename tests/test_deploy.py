@@ -73,6 +73,15 @@ def test_dockerfile_runs_the_packaged_console_script_as_non_root(service: str) -
     assert any(word == "HEALTHCHECK" for word, _ in final_stage)
 
 
+def test_both_images_build_with_the_same_uv() -> None:
+    """One uv for both images (the release line that writes uv.lock: see the Dockerfiles)."""
+    images = set()
+    for service in SERVICES:
+        copies = [rest for word, rest in instructions(dockerfile(service)) if word == "COPY"]
+        images.add(next(c for c in copies if "astral-sh/uv" in c).split()[0])
+    assert len(images) == 1, images
+
+
 @pytest.fixture(scope="module")
 def image_envs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Run each Dockerfile's ``uv sync`` into a scratch copy of the build context."""
