@@ -15,7 +15,7 @@ from redis.asyncio import Redis
 from tickerhub_api.app import create_app
 from tickerhub_api.settings import ApiSettings
 from tickerhub_core.keys import RedisKeys
-from tickerhub_core.store import NewsStore
+from tickerhub_core.store import NewsStore, SnapshotStore
 
 from .conftest import Producer
 
@@ -161,6 +161,23 @@ def test_health_and_ready(client: TestClient) -> None:
     ready = client.get("/readyz").json()
     assert ready["status"] == "ready"
     assert ready["seq"] == 2
+
+
+def test_readyz_tells_whether_the_producer_is_alive(client: TestClient, redis_server: Any) -> None:
+    # seed() wrote through the store but no producer heartbeat: nobody says it is alive.
+    assert client.get("/readyz").json()["producer_age_s"] is None
+
+    async def beat() -> None:
+        redis = Redis.from_url(redis_server.url)
+        try:
+            await SnapshotStore(redis, RedisKeys()).beat(ttl=30)
+        finally:
+            await redis.aclose()
+
+    asyncio.run(beat())
+    ready = client.get("/readyz")
+    assert ready.status_code == 200
+    assert 0 <= ready.json()["producer_age_s"] < 30
 
 
 def test_openapi_documents_the_models(client: TestClient) -> None:

@@ -94,6 +94,17 @@ def test_poller_fills_redis_and_publishes_ordered_diffs(redis_server) -> None:
     client.close()
 
 
+def test_poller_keeps_a_heartbeat_key_alive(redis_server) -> None:
+    client = redis.Redis.from_url(redis_server.url)
+    with poller(redis_server.url) as proc:
+        started(proc)
+        wait_until(lambda: client.exists("prices:heartbeat"), what="heartbeat key")
+        ttl_ms = client.pttl("prices:heartbeat")
+        assert 0 < ttl_ms <= 30_000  # it expires by itself when the poller dies
+        assert abs(int(client.get("prices:heartbeat")) - time.time() * 1000) < 30_000
+    client.close()
+
+
 def test_restart_publishes_no_spurious_diffs(redis_server, tmp_path) -> None:
     client = redis.Redis.from_url(redis_server.url)
     with poller(redis_server.url, SIM_VOLATILITY="0") as proc:

@@ -25,6 +25,11 @@ class RedisKeys:
         return f"{self.prefix}prices:seq"
 
     @property
+    def producer_heartbeat(self) -> str:
+        """STRING with a TTL: epoch ms of the producer's last confirmation that Redis is current."""
+        return f"{self.prefix}prices:heartbeat"
+
+    @property
     def prices_channel(self) -> str:
         """Pub/sub channel carrying ``diff`` and ``reset`` messages."""
         return f"{self.prefix}price-diffs"

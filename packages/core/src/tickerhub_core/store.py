@@ -101,6 +101,15 @@ class SnapshotStore:
         raw = await self._redis.get(self._keys.prices_seq)
         return int(raw) if raw is not None else 0
 
+    async def beat(self, ttl: float) -> None:
+        """Say this producer is alive: the heartbeat key, expiring after ``ttl`` seconds."""
+        await self._redis.set(self._keys.producer_heartbeat, wire.now_ms(), px=int(ttl * 1000))
+
+    async def last_beat(self) -> int | None:
+        """Epoch ms of the producer's last heartbeat, or None if it has expired (or never was)."""
+        raw = await self._redis.get(self._keys.producer_heartbeat)
+        return int(raw) if raw is not None else None
+
     async def publish_diff(
         self, expected_seq: int, message: bytes, quotes: Mapping[str, bytes]
     ) -> PublishResult:

@@ -63,3 +63,9 @@ class Readiness(BaseModel):
     seq: int = Field(description="Seq of the snapshot this process serves.")
     symbols: int
     connections: int = Field(description="Open WebSocket connections in this process.")
+    producer_age_s: float | None = Field(
+        default=None,
+        description="Seconds since the producer (poller) last said it is alive; null when "
+        "it has been silent for 30 s or more (stopped or dead: quotes may be stale). "
+        "Informational: the api serves what Redis holds either way.",
+    )

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 
 from redis.exceptions import RedisError
@@ -23,6 +24,10 @@ from tickerhub_core.store import SnapshotStore
 from tickerhub_poller.snapshot import Snapshot
 
 log = logging.getLogger("tickerhub.poller.publisher")
+
+# Seconds the producer heartbeat key lives: several check intervals, so one slow
+# round trip does not make a live poller look dead.
+HEARTBEAT_TTL = 30.0
 
 
 class Publisher:
@@ -39,6 +44,7 @@ class Publisher:
         self._check_interval = check_interval
         self._backoff = backoff or Backoff(base=0.2, cap=10.0)
         self._heartbeat = heartbeat
+        self._last_beat = -float("inf")
         self._dirty = asyncio.Event()
         self._redis_down = ConditionLog(log, "redis")
         self.published = 0  # diffs published, for tests and metrics
@@ -111,10 +117,15 @@ class Publisher:
         raise RedisError("sequence kept moving under us: another producer is racing")
 
     async def check(self) -> None:
-        """Catch a Redis that restarted empty even when nothing is changing."""
+        """Catch a Redis that restarted empty even when nothing is changing; say we are alive."""
         redis_seq = await self._store.load_seq()
         if redis_seq != self._snapshot.seq:
             await self._resync(redis_seq)
+        now = time.monotonic()
+        if now - self._last_beat >= self._check_interval:
+            # Readers (the api's /readyz) tell a live producer from a dead one by this key.
+            await self._store.beat(ttl=HEARTBEAT_TTL)
+            self._last_beat = now
 
     async def _resync(self, redis_seq: int) -> None:
         snapshot = self._snapshot

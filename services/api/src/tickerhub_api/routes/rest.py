@@ -27,6 +27,7 @@ from tickerhub_api.schemas import (
     Quote,
     Readiness,
 )
+from tickerhub_core import wire
 from tickerhub_core.models import Quote as QuoteDict
 from tickerhub_core.symbols import InvalidSymbolError, normalize_symbol, parse_symbol_list
 
@@ -166,6 +167,15 @@ async def healthz() -> Any:
     return {"status": "ok"}
 
 
+async def _producer_beat(hub: Hub) -> int | None:
+    """Epoch ms of the producer's last heartbeat; None if expired, absent or unreadable."""
+    try:
+        async with asyncio.timeout(READY_PING_TIMEOUT):
+            return await hub.snapshots.last_beat()
+    except (RedisError, OSError, TimeoutError, ValueError):
+        return None
+
+
 @router.get(
     "/readyz",
     response_model=Readiness,
@@ -179,6 +189,7 @@ async def readyz(request: Request) -> Any:
             redis_ok = bool(await request.app.state.redis.ping())
     except (RedisError, OSError, TimeoutError):
         redis_ok = False
+    beat = await _producer_beat(hub) if redis_ok else None
     ready = redis_ok and hub.ready
     body = {
         "status": "ready" if ready else "not ready",
@@ -187,5 +198,6 @@ async def readyz(request: Request) -> Any:
         "seq": hub.mirror.seq,
         "symbols": len(hub.mirror),
         "connections": len(hub.prices.connections) + len(hub.news.connections),
+        "producer_age_s": None if beat is None else max(0.0, (wire.now_ms() - beat) / 1000),
     }
     return JSONResponse(body, status_code=200 if ready else 503)
