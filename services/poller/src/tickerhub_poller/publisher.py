@@ -44,7 +44,7 @@ class Publisher:
         self._check_interval = check_interval
         self._backoff = backoff or Backoff(base=0.2, cap=10.0)
         self._heartbeat = heartbeat
-        self._last_beat = -float("inf")
+        self._last_check = -float("inf")
         self._dirty = asyncio.Event()
         self._redis_down = ConditionLog(log, "redis")
         self.published = 0  # diffs published, for tests and metrics
@@ -117,15 +117,21 @@ class Publisher:
         raise RedisError("sequence kept moving under us: another producer is racing")
 
     async def check(self) -> None:
-        """Catch a Redis that restarted empty even when nothing is changing; say we are alive."""
+        """At most every ``check_interval``: catch a Redis that restarted empty even when
+        nothing is changing, and say we are alive.
+
+        Not after every publish: a publish that succeeded has just proved the seq
+        matches (its compare-and-set), so a GET there would only add a round trip.
+        """
+        now = time.monotonic()
+        if now - self._last_check < self._check_interval:
+            return
         redis_seq = await self._store.load_seq()
         if redis_seq != self._snapshot.seq:
             await self._resync(redis_seq)
-        now = time.monotonic()
-        if now - self._last_beat >= self._check_interval:
-            # Readers (the api's /readyz) tell a live producer from a dead one by this key.
-            await self._store.beat(ttl=HEARTBEAT_TTL)
-            self._last_beat = now
+        # Readers (the api's /readyz) tell a live producer from a dead one by this key.
+        await self._store.beat(ttl=HEARTBEAT_TTL)
+        self._last_check = now
 
     async def _resync(self, redis_seq: int) -> None:
         snapshot = self._snapshot
