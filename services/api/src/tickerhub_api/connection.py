@@ -54,10 +54,7 @@ class Flusher:
     def mark(self, conn: Connection) -> None:
         self._dirty[conn] = None
         if self._handle is None:
-            self.schedule()
-
-    def schedule(self) -> None:
-        self._handle = asyncio.get_running_loop().call_soon(self._flush)
+            self._handle = asyncio.get_running_loop().call_soon(self._flush)
 
     def _flush(self) -> None:
         self._handle = None
@@ -113,10 +110,7 @@ class Connection:
         """Call after pushing to :attr:`outbox` directly. On the fan-out's hot path."""
         if self.channel is not None:
             if self.close_code is None:
-                flusher = self._flusher
-                flusher._dirty[self] = None  # type: ignore[union-attr]
-                if flusher._handle is None:  # type: ignore[union-attr]
-                    flusher.schedule()  # type: ignore[union-attr]
+                self._flusher.mark(self)  # type: ignore[union-attr]
         elif self._ready is not None:
             self._ready.set()
 
