@@ -206,11 +206,16 @@ async def test_yahoo_down_is_503_not_404(yahoo: FakeYahoo, service: HistoryServi
     assert info.value.status_code == 503
 
 
-async def test_bad_gateway_answer_is_502(yahoo: FakeYahoo, service: HistoryService) -> None:
+async def test_yahoo_5xx_is_503_like_in_the_poller(
+    yahoo: FakeYahoo, service: HistoryService
+) -> None:
+    # A 5xx is Yahoo being unavailable (the poller backs off on it too), not a
+    # bad answer: the shared classifier says so for both services.
     yahoo.set("chart", status=502, body="<html><body>Bad Gateway</body></html>")
     with pytest.raises(HistoryUpstreamError) as info:
         await service.get("AAPL", START, END, "1d")
-    assert info.value.status_code == 502
+    assert info.value.status_code == 503
+    assert "HTTP 502" in str(info.value)
 
 
 async def test_malformed_history_answer_is_502(yahoo: FakeYahoo, service: HistoryService) -> None:
