@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -12,14 +16,17 @@ import requests
 
 from tickerhub_api import history as history_module
 from tickerhub_api.history import (
+    MAX_SPAN,
     VALID_INTERVALS,
     HistoryBadRequest,
     HistoryError,
     HistoryNotFound,
     HistoryService,
     HistoryUpstreamError,
+    map_error,
 )
 from tickerhub_testkit.yahoo import FakeYahoo, chart_body, fake_yahoo, will_be_right_back_html
+from tickerhub_yahoo import Kind, YahooError
 
 START = datetime(2025, 8, 12, tzinfo=UTC)
 END = datetime(2025, 8, 26, tzinfo=UTC)
@@ -172,10 +179,30 @@ async def test_bad_requests_are_422_without_asking_yahoo(
     assert sum(yahoo.counts.values()) == 0
 
 
-def test_valid_intervals() -> None:
-    assert "1d" in VALID_INTERVALS
-    assert "1m" in VALID_INTERVALS
-    assert "7m" not in VALID_INTERVALS
+def test_valid_intervals_are_yfinances() -> None:
+    """Our list is the one yfinance documents for ``history`` (no more, no fewer)."""
+    from yfinance.scrapers.history import PriceHistory
+
+    documented = re.search(r"Valid intervals: *(\S+)", PriceHistory.history.__doc__ or "")
+    assert documented is not None, "yfinance no longer documents its intervals"
+    assert tuple(documented.group(1).split(",")) == VALID_INTERVALS
+
+
+@pytest.mark.parametrize("interval", VALID_INTERVALS)
+async def test_every_valid_interval_reaches_yahoo(
+    yahoo: FakeYahoo, service: HistoryService, interval: str
+) -> None:
+    """Accepted by our validation and by yfinance: a chart request with that interval."""
+    span = MAX_SPAN.get(interval, timedelta(days=14))
+    start = END - min(span, timedelta(days=7))
+    # The recording holds daily bars only (no intraday tradingPeriods), so yfinance
+    # may fail to parse the answer; what matters is that it was asked, not a 422.
+    with contextlib.suppress(HistoryNotFound, HistoryUpstreamError):
+        await service.get("AAPL", start, END, interval)
+    asked = [p.get("interval") for p in history_requests(yahoo)]
+    assert len(asked) == 1, asked
+    # yfinance asks Yahoo for 15m bars when given 30m (and resamples them).
+    assert asked[0] == {"30m": "15m"}.get(interval, interval)
 
 
 # -- upstream failures -------------------------------------------------------------
@@ -241,12 +268,24 @@ async def test_connection_error_is_503(yahoo: FakeYahoo, service: HistoryService
     assert info.value.status_code == 503
 
 
-def test_error_classes() -> None:
-    assert issubclass(HistoryBadRequest, HistoryError)
-    assert HistoryBadRequest("x").status_code == 422
-    assert HistoryNotFound("x").status_code == 404
-    assert HistoryUpstreamError("x").status_code == 502
-    assert HistoryUpstreamError("x", 503).status_code == 503
+@pytest.mark.parametrize(
+    ("kind", "error_class", "status"),
+    [
+        (Kind.RATE_LIMITED, HistoryUpstreamError, 503),
+        (Kind.UNAVAILABLE, HistoryUpstreamError, 503),
+        (Kind.NOT_FOUND, HistoryNotFound, 404),
+        (Kind.INVALID, HistoryBadRequest, 422),
+        (Kind.MALFORMED, HistoryUpstreamError, 502),
+        (Kind.UNEXPECTED, HistoryUpstreamError, 502),
+    ],
+)
+def test_each_failure_kind_gets_its_error_class_and_status(
+    kind: Kind, error_class: type[HistoryError], status: int
+) -> None:
+    error = map_error(YahooError(kind, "why"))
+    assert type(error) is error_class
+    assert error.status_code == status
+    assert str(error) == "why"
 
 
 # -- caching and coalescing ------------------------------------------------------------
@@ -301,3 +340,17 @@ async def test_cache_is_bounded(
     assert len(history_requests(yahoo)) == 3
     await service.get("AAPL", START, END + timedelta(days=1), "1d")  # oldest: evicted
     assert len(history_requests(yahoo)) == 4
+
+
+def test_history_loads_yfinance_only_on_its_first_request() -> None:
+    """An api that never serves history never imports yfinance and pandas (tens of MiB)."""
+    code = (
+        "import sys\n"
+        "import tickerhub_api.history as h\n"
+        "h.HistoryService()\n"
+        "print(sorted(m for m in ('yfinance', 'pandas') if m in sys.modules))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
+    )
+    assert result.stdout.strip() == "[]", result.stdout + result.stderr
