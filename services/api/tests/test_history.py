@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 import requests
 
-from tickerhub_api import history as history_module
 from tickerhub_api.history import (
     MAX_SPAN,
     VALID_INTERVALS,
@@ -32,14 +31,6 @@ START = datetime(2025, 8, 12, tzinfo=UTC)
 END = datetime(2025, 8, 26, tzinfo=UTC)
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
 def yahoo(tmp_path: Path) -> Iterator[FakeYahoo]:
     with fake_yahoo(tmp_path / "yfinance-cache", known={"AAPL", "MSFT"}) as fake:
@@ -47,13 +38,8 @@ def yahoo(tmp_path: Path) -> Iterator[FakeYahoo]:
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def service(yahoo: FakeYahoo, clock: FakeClock) -> HistoryService:
-    return HistoryService(cache_ttl=60.0, timeout=3.0, session=yahoo.session, clock=clock)
+def service(yahoo: FakeYahoo) -> HistoryService:
+    return HistoryService(cache_ttl=60.0, timeout=3.0, session=yahoo.session)
 
 
 def history_requests(yahoo: FakeYahoo) -> list[dict[str, str]]:
@@ -216,13 +202,14 @@ async def test_429_is_503(yahoo: FakeYahoo, service: HistoryService) -> None:
 
 
 async def test_429_on_history_after_timezone_is_known_is_503(
-    yahoo: FakeYahoo, service: HistoryService, clock: FakeClock
+    yahoo: FakeYahoo, service: HistoryService
 ) -> None:
     await service.get("AAPL", START, END, "1d")  # timezone now cached
-    clock.now += 3600
     yahoo.set("chart", status=429, body="Too Many Requests")
     with pytest.raises(HistoryUpstreamError) as info:
-        await service.get("AAPL", START, END, "1d")
+        await service.get("AAPL", START, END - timedelta(days=1), "1d")  # not cached
+    timezone_lookups = [r for r in yahoo.requests if r.route == "chart" and "range" in r.params]
+    assert len(timezone_lookups) == 1  # the 429 answered history's own request
     assert info.value.status_code == 503
 
 
@@ -292,12 +279,11 @@ def test_each_failure_kind_gets_its_error_class_and_status(
 
 
 async def test_second_identical_call_makes_no_request(
-    yahoo: FakeYahoo, service: HistoryService, clock: FakeClock
+    yahoo: FakeYahoo, service: HistoryService
 ) -> None:
     first = await service.get("AAPL", START, END, "1d")
     made = sum(yahoo.counts.values())
 
-    clock.now += 59
     second = await service.get("AAPL", START, END, "1d")
     assert second == first
     assert sum(yahoo.counts.values()) == made
@@ -308,9 +294,13 @@ async def test_second_identical_call_makes_no_request(
     await service.get("AAPL", START, END, "1wk")  # other arguments: a new request
     assert len(history_requests(yahoo)) == 2
 
-    clock.now += 2  # past the TTL: fetched again
+
+async def test_entries_expire_after_the_ttl(yahoo: FakeYahoo) -> None:
+    service = HistoryService(cache_ttl=0.2, timeout=3.0, session=yahoo.session)
     await service.get("AAPL", START, END, "1d")
-    assert len(history_requests(yahoo)) == 3
+    await asyncio.sleep(0.5)  # past the TTL (only a lower bound on time: never flaky)
+    await service.get("AAPL", START, END, "1d")
+    assert len(history_requests(yahoo)) == 2
 
 
 async def test_errors_are_not_cached(yahoo: FakeYahoo, service: HistoryService) -> None:
@@ -329,10 +319,21 @@ async def test_concurrent_identical_requests_share_one_fetch(
     assert yahoo.counts["chart"] == 2  # one timezone lookup + one history request
 
 
-async def test_cache_is_bounded(
-    yahoo: FakeYahoo, service: HistoryService, monkeypatch: pytest.MonkeyPatch
+async def test_one_caller_leaving_does_not_cancel_the_shared_fetch(
+    yahoo: FakeYahoo, service: HistoryService
 ) -> None:
-    monkeypatch.setattr(history_module, "MAX_CACHE_ENTRIES", 2)
+    yahoo.set("chart", delay=0.3)  # both callers are waiting when one leaves
+    leaving = asyncio.create_task(service.get("AAPL", START, END, "1d"))
+    staying = asyncio.create_task(service.get("AAPL", START, END, "1d"))
+    await asyncio.sleep(0.1)
+    leaving.cancel()
+    assert len(await staying) == 10
+    assert leaving.cancelled()
+    assert len(history_requests(yahoo)) == 1
+
+
+async def test_cache_is_bounded(yahoo: FakeYahoo) -> None:
+    service = HistoryService(cache_ttl=60.0, timeout=3.0, session=yahoo.session, max_entries=2)
     for days in (1, 2, 3):
         await service.get("AAPL", START, END + timedelta(days=days), "1d")
     assert len(history_requests(yahoo)) == 3

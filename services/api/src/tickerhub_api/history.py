@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import math
-import time
-from collections import OrderedDict
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+from async_lru import alru_cache
 
 from tickerhub_core.models import iso_utc
 from tickerhub_yahoo.client import YahooClient
@@ -171,72 +170,48 @@ def frame_to_points(frame: Any) -> list[dict]:
 
 
 class HistoryService:
-    """``get`` OHLCV points for one symbol; identical requests share one fetch and a TTL cache."""
+    """``get`` OHLCV points for one symbol; identical requests share one fetch and a TTL cache.
+
+    The cache is ``async_lru.alru_cache``: an entry lives ``cache_ttl`` seconds
+    from the end of its fetch, at most ``max_entries`` are kept (least recently
+    used dropped first), concurrent identical requests await one shielded task
+    (one caller going away does not cancel the fetch the others wait for; the
+    last one leaving does), and failures are not cached.
+    """
 
     def __init__(
         self,
         cache_ttl: float = 60.0,
         timeout: float = 10.0,
         session: Any = None,
-        clock: Callable[[], float] = time.monotonic,
+        max_entries: int = MAX_CACHE_ENTRIES,
     ) -> None:
-        self._ttl = cache_ttl
         self._timeout = timeout
         self._session = session
         self._client: YahooClient | None = None  # built (yfinance loaded) on first use
-        self._clock = clock
-        self._cache: OrderedDict[tuple, tuple[float, list[dict]]] = OrderedDict()
-        self._inflight: dict[tuple, asyncio.Task[list[dict]]] = {}
+        self._cached_fetch = alru_cache(maxsize=max_entries, ttl=max(cache_ttl, 0.0))(self._fetch)
 
     async def get(
         self, symbol: str, start: datetime | None, end: datetime | None, interval: str
     ) -> list[dict]:
-        start_utc, end_utc = resolve_range(start, end, interval, datetime.now(UTC))
-        key = (
-            symbol,
-            start.isoformat() if start is not None else None,
-            end.isoformat() if end is not None else None,
-            interval,
-        )
-        cached = self._cache.get(key)
-        if cached is not None:
-            stored_at, points = cached
-            if self._clock() - stored_at < self._ttl:
-                self._cache.move_to_end(key)
-                return [dict(p) for p in points]
-            del self._cache[key]
-        task = self._inflight.get(key)
-        if task is None:
-            if self._client is None:
-                # Here, in the event loop thread: loads yfinance before any worker does.
-                self._client = YahooClient(timeout=self._timeout, session=self._session)
-            client = self._client
-            task = asyncio.create_task(
-                self._load(client, key, symbol, start_utc, end_utc, interval)
-            )
-            self._inflight[key] = task
-            task.add_done_callback(lambda t, key=key: self._finished(key, t))
-        # shield: one caller going away must not cancel the fetch the others wait for.
-        points = await asyncio.shield(task)
-        return [dict(p) for p in points]
+        resolve_range(start, end, interval, datetime.now(UTC))  # 422 before anything else
+        if self._client is None:
+            # Here, in the event loop thread: loads yfinance before any worker does.
+            self._client = YahooClient(timeout=self._timeout, session=self._session)
+        # Keyed by the arguments as given: "no end" (= now) is cached for the TTL too.
+        points = await self._cached_fetch(symbol, start, end, interval)
+        return [dict(p) for p in points]  # callers get copies, the cache keeps its own
 
-    def _finished(self, key: tuple, task: asyncio.Task[list[dict]]) -> None:
-        self._inflight.pop(key, None)
-        if not task.cancelled():
-            task.exception()  # retrieved: no "never retrieved" noise if every waiter left
-
-    async def _load(
-        self,
-        client: YahooClient,
-        key: tuple,
-        symbol: str,
-        start: datetime,
-        end: datetime,
-        interval: str,
+    async def _fetch(
+        self, symbol: str, start: datetime | None, end: datetime | None, interval: str
     ) -> list[dict]:
+        assert self._client is not None
+        start_utc, end_utc = resolve_range(start, end, interval, datetime.now(UTC))
         try:
             async with asyncio.timeout(self._timeout):
-                frame = await asyncio.to_thread(client.history, symbol, start, end, interval)
+                frame = await asyncio.to_thread(
+                    self._client.history, symbol, start_utc, end_utc, interval
+                )
                 points = frame_to_points(frame)
         except HistoryError:
             raise
@@ -244,9 +219,4 @@ class HistoryService:
             raise map_error(exc) from exc
         if not points:
             raise HistoryNotFound(f"no data for {symbol} in that range")
-        if self._ttl > 0:
-            self._cache[key] = (self._clock(), points)
-            self._cache.move_to_end(key)
-            while len(self._cache) > MAX_CACHE_ENTRIES:
-                self._cache.popitem(last=False)
         return points
