@@ -18,6 +18,7 @@ import pytest
 import requests
 from redis.asyncio import Redis
 
+from tickerhub_poller import tickers
 from tickerhub_poller.service import Poller
 from tickerhub_poller.settings import PollerSettings
 from tickerhub_poller.sources.yfinance import YFinanceSource
@@ -124,6 +125,10 @@ FAILURES: dict[str, tuple[Callable[[list[str]], Answer], int]] = {
     ),
     "delisted_in_a_good_batch": (delisted_answer, 50),
 }
+# Answers that say "no data for BAD" (NoDataError): the symbol is then retried
+# every NO_DATA_RETRY seconds, not every poll.
+NO_DATA = frozenset({"no_price", "empty_result", "null_result", "delisted_in_a_good_batch"})
+NO_DATA_RETRY = 0.5  # instead of 300 s, so the recovery is observed here
 
 
 def settings(url: str, batch_size: int) -> PollerSettings:
@@ -181,9 +186,14 @@ def condition_records(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecor
 
 @pytest.mark.parametrize("failure", list(FAILURES))
 async def test_one_symbol_failing_keeps_the_others_flowing_and_goes_stale(
-    failure: str, redis_server: Any, tmp_path: Any, caplog: pytest.LogCaptureFixture
+    failure: str,
+    redis_server: Any,
+    tmp_path: Any,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     caplog.set_level(logging.INFO)
+    monkeypatch.setattr(tickers, "NO_DATA_RETRY", NO_DATA_RETRY)
     answer, batch_size = FAILURES[failure]
     market = Market()
     redis = Redis.from_url(redis_server.url)
@@ -223,14 +233,16 @@ async def test_one_symbol_failing_keeps_the_others_flowing_and_goes_stale(
             )
             assert not any(r.exc_info for r in records), messages
 
-            # Recovery: BAD is fresh again with a new price.
+            # Recovery: BAD is fresh again with a new price, and that is logged.
             market.recover()
-            if failure in ("no_price", "empty_result", "null_result", "delisted_in_a_good_batch"):
-                # A symbol without data is retried rarely (NO_DATA_RETRY); that is by design.
-                pass
-            else:
-                fresh = await eventually(lambda: _fresh(redis, BAD), f"{BAD} fresh again")
-                assert fresh[BAD]["price"] != last_good
+            fresh = await eventually(lambda: _fresh(redis, BAD), f"{BAD} fresh again")
+            assert fresh[BAD]["price"] != last_good
+            assert not fresh[BAD]["stale"]
+            assert all(not fresh[s]["stale"] for s in GOOD)
+            if failure not in NO_DATA:  # a batch failed: the batcher's condition ends
+                await eventually(
+                    lambda: _logged(caplog, "recovered"), "the recovery logged by the batcher"
+                )
         finally:
             await running.stop()
             await source.aclose()
@@ -284,7 +296,13 @@ async def test_rate_limit_pauses_every_batch_and_recovers(
 async def test_crumb_and_cookie_failures_do_not_crash(
     redis_server: Any, tmp_path: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Yahoo's crumb endpoint down (5xx) and then back: the poller survives and recovers."""
+    """Yahoo's crumb endpoint down (5xx) and quotes refused (401), then back.
+
+    The failure path must really be taken: the crumb and quote routes were hit
+    and failed, nothing was published meanwhile, and the batcher reported the
+    401 as "unavailable" (a cookie/crumb refusal passes with time) once. Then the
+    poller recovers without a restart.
+    """
     caplog.set_level(logging.INFO)
     redis = Redis.from_url(redis_server.url)
     with fake_yahoo(tmp_path / "yf") as yahoo:
@@ -293,14 +311,27 @@ async def test_crumb_and_cookie_failures_do_not_crash(
         source = YFinanceSource(max_batch=50, timeout=DEADLINE, session=yahoo.session)
         running = Running(Poller(settings(redis_server.url, 50), redis, source))
         try:
-            await asyncio.sleep(1.5)
+            failed = await eventually(
+                lambda: _logged(caplog, "SourceUnavailableError"), "the failed batch reported"
+            )
+            assert "HTTP 401" in failed, failed
+            assert yahoo.counts["crumb"] >= 1
+            assert yahoo.counts["quote"] >= 1
             assert not running.task.done()
+            assert await stored(redis) == {}  # nothing published from refused answers
             yahoo.reset()
             await eventually(lambda: _all_priced(redis, [*GOOD, BAD]), "priced after recovery")
+            await eventually(lambda: _logged(caplog, "recovered"), "the recovery logged")
         finally:
             await running.stop()
             await source.aclose()
             await redis.aclose()
+
+
+async def _logged(caplog: pytest.LogCaptureFixture, text: str) -> str | None:
+    """The first condition line (failure or recovery) containing ``text``."""
+    lines = [r.getMessage() for r in condition_records(caplog)]
+    return next((m for m in lines if text in m), None)
 
 
 async def _all_priced(redis: Redis, symbols: list[str]) -> dict[str, Any] | None:

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -10,27 +14,21 @@ from pathlib import Path
 import pytest
 import requests
 
-from tickerhub_api import history as history_module
 from tickerhub_api.history import (
+    MAX_SPAN,
     VALID_INTERVALS,
     HistoryBadRequest,
     HistoryError,
     HistoryNotFound,
     HistoryService,
     HistoryUpstreamError,
+    map_error,
 )
 from tickerhub_testkit.yahoo import FakeYahoo, chart_body, fake_yahoo, will_be_right_back_html
+from tickerhub_yahoo import Kind, YahooError
 
 START = datetime(2025, 8, 12, tzinfo=UTC)
 END = datetime(2025, 8, 26, tzinfo=UTC)
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture
@@ -40,13 +38,8 @@ def yahoo(tmp_path: Path) -> Iterator[FakeYahoo]:
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def service(yahoo: FakeYahoo, clock: FakeClock) -> HistoryService:
-    return HistoryService(cache_ttl=60.0, timeout=3.0, session=yahoo.session, clock=clock)
+def service(yahoo: FakeYahoo) -> HistoryService:
+    return HistoryService(cache_ttl=60.0, timeout=3.0, session=yahoo.session)
 
 
 def history_requests(yahoo: FakeYahoo) -> list[dict[str, str]]:
@@ -172,10 +165,30 @@ async def test_bad_requests_are_422_without_asking_yahoo(
     assert sum(yahoo.counts.values()) == 0
 
 
-def test_valid_intervals() -> None:
-    assert "1d" in VALID_INTERVALS
-    assert "1m" in VALID_INTERVALS
-    assert "7m" not in VALID_INTERVALS
+def test_valid_intervals_are_yfinances() -> None:
+    """Our list is the one yfinance documents for ``history`` (no more, no fewer)."""
+    from yfinance.scrapers.history import PriceHistory
+
+    documented = re.search(r"Valid intervals: *(\S+)", PriceHistory.history.__doc__ or "")
+    assert documented is not None, "yfinance no longer documents its intervals"
+    assert tuple(documented.group(1).split(",")) == VALID_INTERVALS
+
+
+@pytest.mark.parametrize("interval", VALID_INTERVALS)
+async def test_every_valid_interval_reaches_yahoo(
+    yahoo: FakeYahoo, service: HistoryService, interval: str
+) -> None:
+    """Accepted by our validation and by yfinance: a chart request with that interval."""
+    span = MAX_SPAN.get(interval, timedelta(days=14))
+    start = END - min(span, timedelta(days=7))
+    # The recording holds daily bars only (no intraday tradingPeriods), so yfinance
+    # may fail to parse the answer; what matters is that it was asked, not a 422.
+    with contextlib.suppress(HistoryNotFound, HistoryUpstreamError):
+        await service.get("AAPL", start, END, interval)
+    asked = [p.get("interval") for p in history_requests(yahoo)]
+    assert len(asked) == 1, asked
+    # yfinance asks Yahoo for 15m bars when given 30m (and resamples them).
+    assert asked[0] == {"30m": "15m"}.get(interval, interval)
 
 
 # -- upstream failures -------------------------------------------------------------
@@ -189,13 +202,14 @@ async def test_429_is_503(yahoo: FakeYahoo, service: HistoryService) -> None:
 
 
 async def test_429_on_history_after_timezone_is_known_is_503(
-    yahoo: FakeYahoo, service: HistoryService, clock: FakeClock
+    yahoo: FakeYahoo, service: HistoryService
 ) -> None:
     await service.get("AAPL", START, END, "1d")  # timezone now cached
-    clock.now += 3600
     yahoo.set("chart", status=429, body="Too Many Requests")
     with pytest.raises(HistoryUpstreamError) as info:
-        await service.get("AAPL", START, END, "1d")
+        await service.get("AAPL", START, END - timedelta(days=1), "1d")  # not cached
+    timezone_lookups = [r for r in yahoo.requests if r.route == "chart" and "range" in r.params]
+    assert len(timezone_lookups) == 1  # the 429 answered history's own request
     assert info.value.status_code == 503
 
 
@@ -206,11 +220,16 @@ async def test_yahoo_down_is_503_not_404(yahoo: FakeYahoo, service: HistoryServi
     assert info.value.status_code == 503
 
 
-async def test_bad_gateway_answer_is_502(yahoo: FakeYahoo, service: HistoryService) -> None:
+async def test_yahoo_5xx_is_503_like_in_the_poller(
+    yahoo: FakeYahoo, service: HistoryService
+) -> None:
+    # A 5xx is Yahoo being unavailable (the poller backs off on it too), not a
+    # bad answer: the shared classifier says so for both services.
     yahoo.set("chart", status=502, body="<html><body>Bad Gateway</body></html>")
     with pytest.raises(HistoryUpstreamError) as info:
         await service.get("AAPL", START, END, "1d")
-    assert info.value.status_code == 502
+    assert info.value.status_code == 503
+    assert "HTTP 502" in str(info.value)
 
 
 async def test_malformed_history_answer_is_502(yahoo: FakeYahoo, service: HistoryService) -> None:
@@ -236,24 +255,35 @@ async def test_connection_error_is_503(yahoo: FakeYahoo, service: HistoryService
     assert info.value.status_code == 503
 
 
-def test_error_classes() -> None:
-    assert issubclass(HistoryBadRequest, HistoryError)
-    assert HistoryBadRequest("x").status_code == 422
-    assert HistoryNotFound("x").status_code == 404
-    assert HistoryUpstreamError("x").status_code == 502
-    assert HistoryUpstreamError("x", 503).status_code == 503
+@pytest.mark.parametrize(
+    ("kind", "error_class", "status"),
+    [
+        (Kind.RATE_LIMITED, HistoryUpstreamError, 503),
+        (Kind.UNAVAILABLE, HistoryUpstreamError, 503),
+        (Kind.NOT_FOUND, HistoryNotFound, 404),
+        (Kind.INVALID, HistoryBadRequest, 422),
+        (Kind.MALFORMED, HistoryUpstreamError, 502),
+        (Kind.UNEXPECTED, HistoryUpstreamError, 502),
+    ],
+)
+def test_each_failure_kind_gets_its_error_class_and_status(
+    kind: Kind, error_class: type[HistoryError], status: int
+) -> None:
+    error = map_error(YahooError(kind, "why"))
+    assert type(error) is error_class
+    assert error.status_code == status
+    assert str(error) == "why"
 
 
 # -- caching and coalescing ------------------------------------------------------------
 
 
 async def test_second_identical_call_makes_no_request(
-    yahoo: FakeYahoo, service: HistoryService, clock: FakeClock
+    yahoo: FakeYahoo, service: HistoryService
 ) -> None:
     first = await service.get("AAPL", START, END, "1d")
     made = sum(yahoo.counts.values())
 
-    clock.now += 59
     second = await service.get("AAPL", START, END, "1d")
     assert second == first
     assert sum(yahoo.counts.values()) == made
@@ -264,9 +294,13 @@ async def test_second_identical_call_makes_no_request(
     await service.get("AAPL", START, END, "1wk")  # other arguments: a new request
     assert len(history_requests(yahoo)) == 2
 
-    clock.now += 2  # past the TTL: fetched again
+
+async def test_entries_expire_after_the_ttl(yahoo: FakeYahoo) -> None:
+    service = HistoryService(cache_ttl=0.2, timeout=3.0, session=yahoo.session)
     await service.get("AAPL", START, END, "1d")
-    assert len(history_requests(yahoo)) == 3
+    await asyncio.sleep(0.5)  # past the TTL (only a lower bound on time: never flaky)
+    await service.get("AAPL", START, END, "1d")
+    assert len(history_requests(yahoo)) == 2
 
 
 async def test_errors_are_not_cached(yahoo: FakeYahoo, service: HistoryService) -> None:
@@ -285,10 +319,21 @@ async def test_concurrent_identical_requests_share_one_fetch(
     assert yahoo.counts["chart"] == 2  # one timezone lookup + one history request
 
 
-async def test_cache_is_bounded(
-    yahoo: FakeYahoo, service: HistoryService, monkeypatch: pytest.MonkeyPatch
+async def test_one_caller_leaving_does_not_cancel_the_shared_fetch(
+    yahoo: FakeYahoo, service: HistoryService
 ) -> None:
-    monkeypatch.setattr(history_module, "MAX_CACHE_ENTRIES", 2)
+    yahoo.set("chart", delay=0.3)  # both callers are waiting when one leaves
+    leaving = asyncio.create_task(service.get("AAPL", START, END, "1d"))
+    staying = asyncio.create_task(service.get("AAPL", START, END, "1d"))
+    await asyncio.sleep(0.1)
+    leaving.cancel()
+    assert len(await staying) == 10
+    assert leaving.cancelled()
+    assert len(history_requests(yahoo)) == 1
+
+
+async def test_cache_is_bounded(yahoo: FakeYahoo) -> None:
+    service = HistoryService(cache_ttl=60.0, timeout=3.0, session=yahoo.session, max_entries=2)
     for days in (1, 2, 3):
         await service.get("AAPL", START, END + timedelta(days=days), "1d")
     assert len(history_requests(yahoo)) == 3
@@ -296,3 +341,17 @@ async def test_cache_is_bounded(
     assert len(history_requests(yahoo)) == 3
     await service.get("AAPL", START, END + timedelta(days=1), "1d")  # oldest: evicted
     assert len(history_requests(yahoo)) == 4
+
+
+def test_history_loads_yfinance_only_on_its_first_request() -> None:
+    """An api that never serves history never imports yfinance and pandas (tens of MiB)."""
+    code = (
+        "import sys\n"
+        "import tickerhub_api.history as h\n"
+        "h.HistoryService()\n"
+        "print(sorted(m for m in ('yfinance', 'pandas') if m in sys.modules))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
+    )
+    assert result.stdout.strip() == "[]", result.stdout + result.stderr

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -353,3 +355,18 @@ async def test_construction_touches_nothing_and_aclose_refuses_new_calls(
     with pytest.raises(SourceUnavailableError):
         await src.fetch_quotes(["AAPL"])
     assert sum(yahoo.counts.values()) == 0
+
+
+def test_constructing_the_source_loads_yfinance_before_any_worker_thread() -> None:
+    """The quote and news threads must never be the ones importing yfinance (import race)."""
+    code = (
+        "import sys, threading\n"
+        "from tickerhub_poller.sources.yfinance import YFinanceSource\n"
+        "assert 'yfinance' not in sys.modules\n"
+        "YFinanceSource()\n"
+        "print('yfinance.data' in sys.modules, threading.active_count())\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
+    )
+    assert result.stdout.strip() == "True 1", result.stdout + result.stderr

@@ -3,16 +3,38 @@
 from __future__ import annotations
 
 import re
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
-from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BeforeValidator, Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from tickerhub_core.keys import RedisKeys
 
 S = TypeVar("S", bound=BaseSettings)
 
 _PREFIX_RE = re.compile(r"^[A-Za-z0-9_.:\-]*$")
+
+
+def split_list_setting(value: object) -> list[object]:
+    """``"a, b,,c"`` -> ``["a", "b", "c"]``; a list or tuple passes (items stripped).
+
+    Non-string items are left for pydantic's ``list[str]`` check to reject.
+    """
+    if isinstance(value, str):
+        items: list[object] = list(value.split(","))
+    elif isinstance(value, list | tuple):
+        items = list(value)
+    else:
+        raise ValueError("must be a comma-separated list")
+    stripped = [item.strip() if isinstance(item, str) else item for item in items]
+    return [item for item in stripped if item != ""]
+
+
+# A list setting is written "A,B,C" in the environment, never JSON: NoDecode stops
+# pydantic-settings from trying json.loads on it first (which fails with an
+# unreadable error for "AAPL,MSFT"). Services refine the items with an "after"
+# validator (e.g. symbols normalized).
+ListSetting = Annotated[list[str], NoDecode, BeforeValidator(split_list_setting)]
 
 
 class CommonSettings(BaseSettings):

@@ -16,9 +16,7 @@ from tickerhub_api.access import ApiKeyMiddleware, KeyCheck, cors_options
 from tickerhub_api.hub import Hub
 from tickerhub_api.routes import rest, ws
 from tickerhub_api.settings import ApiSettings
-
-# Fail fast on a dead Redis instead of hanging requests; the hub retries with backoff.
-REDIS_SOCKET_TIMEOUT = 5.0
+from tickerhub_core.redis_client import redis_client
 
 
 class TickerHubApp(FastAPI):
@@ -56,12 +54,8 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        client = redis or Redis.from_url(
-            settings.redis_url,
-            decode_responses=False,
-            socket_connect_timeout=REDIS_SOCKET_TIMEOUT,
-            health_check_interval=30,
-        )
+        # No read timeout: the hub's pub/sub reader waits with its own timeouts.
+        client = redis or redis_client(settings, socket_timeout=None)
         # ``None``: built on first use (routes/rest.py), so a process that never
         # serves history never imports yfinance and pandas (tens of MiB).
         app.state.history = history

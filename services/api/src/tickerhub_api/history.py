@@ -1,32 +1,25 @@
 """Price history (OHLCV) from Yahoo via ``yfinance.Ticker.history``, cached briefly.
 
-Errors: ``history`` is called with ``raise_errors=True`` (deprecated in yfinance
-1.x in favour of the global ``yf.config.debug.hide_exceptions = False``, which we
-do not flip for the whole process), so a missing symbol or range raises
-``YFPricesMissingError`` / ``YFTzMissingError`` instead of returning an empty
-frame and a log line. ``history`` first looks the symbol's timezone up, and that
-lookup swallows HTTP errors whatever the flag (a 5xx there would read as "unknown
-symbol"); so on the first request for a symbol we fetch the timezone ourselves
-(the same ``v8/finance/chart/{s}?range=1d`` call yfinance makes) with the status
-checked, and store it in yfinance's timezone cache where ``history`` finds it.
-
-yfinance's ``YfData.cache_get`` (an expiry-less lru cache, which ``history`` uses
-for ranges ending in the past, errors included) is cleared after every fetch:
-this module's TTL cache is the only cache.
+The Yahoo calls (``Ticker.history`` with ``raise_errors=True``, the
+status-checked timezone lookup, clearing yfinance's expiry-less ``cache_get``)
+and the error classifier live in the shared adapter ``tickerhub_yahoo``; this
+module validates the range, maps the classifier's kind to an HTTP status and
+caches. Importing it does not import yfinance: the first ``get`` does, in the
+event loop thread, before any worker thread (see ``tickerhub_yahoo.client``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
-import time
-import warnings
-from collections import OrderedDict
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from async_lru import alru_cache
+
 from tickerhub_core.models import iso_utc
+from tickerhub_yahoo.client import YahooClient
+from tickerhub_yahoo.errors import Kind, classify
 
 VALID_INTERVALS: tuple[str, ...] = (
     "1m",
@@ -74,7 +67,6 @@ DEFAULT_SPAN: dict[str, timedelta] = {
     "3mo": timedelta(days=10 * 365),
 }
 
-CHART_URL = "https://query2.finance.yahoo.com/v8/finance/chart/{symbol}"
 MAX_CACHE_ENTRIES = 256
 
 
@@ -107,14 +99,6 @@ class HistoryUpstreamError(HistoryError):
     status_code = 502
 
 
-def _unavailable(message: str) -> HistoryUpstreamError:
-    return HistoryUpstreamError(message, 503)
-
-
-def _bad_answer(message: str) -> HistoryUpstreamError:
-    return HistoryUpstreamError(message, 502)
-
-
 def _utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
@@ -139,50 +123,19 @@ def resolve_range(
     return start_utc, end_utc
 
 
-def _http_error_status(exc: BaseException) -> int | None:
-    status = getattr(getattr(exc, "response", None), "status_code", None)
-    return status if isinstance(status, int) else None
+_ERROR_CLASS: dict[Kind, type[HistoryError]] = {
+    Kind.NOT_FOUND: HistoryNotFound,
+    Kind.INVALID: HistoryBadRequest,
+}
 
 
 def map_error(exc: BaseException) -> HistoryError:
-    """Translate yfinance / requests / curl_cffi exceptions into a :class:`HistoryError`."""
+    """Translate what a Yahoo call raised into a :class:`HistoryError` with its status."""
     if isinstance(exc, HistoryError):
         return exc
-    from yfinance.exceptions import (
-        YFDataException,
-        YFException,
-        YFInvalidPeriodError,
-        YFRateLimitError,
-        YFTickerMissingError,
-    )
-
-    if isinstance(exc, YFRateLimitError):
-        return _unavailable("Yahoo is rate limiting us; try again later")
-    if isinstance(exc, YFTickerMissingError):  # prices / timezone missing
-        return HistoryNotFound(str(exc))
-    if isinstance(exc, YFInvalidPeriodError):
-        return HistoryBadRequest(str(exc))
-    status = _http_error_status(exc)
-    if status is not None:
-        if status == 429:
-            return _unavailable("Yahoo is rate limiting us; try again later")
-        if status == 404:
-            return HistoryNotFound("unknown symbol")
-        return _bad_answer(f"Yahoo answered HTTP {status}")
-    if isinstance(exc, YFDataException) and "CURRENTLY DOWN" in str(exc):
-        return _unavailable("Yahoo Finance is down")
-    if isinstance(exc, TimeoutError):
-        return _unavailable("Yahoo did not answer in time")
-    names = {cls.__name__ for cls in type(exc).__mro__}
-    if names & {"JSONDecodeError", "InvalidJSONError"}:
-        return _bad_answer("Yahoo answered with something that is not JSON")
-    if names & {"Timeout", "ConnectionError", "ChunkedEncodingError", "RemoteDisconnected"}:
-        return _unavailable(f"Yahoo unreachable: {type(exc).__name__}")
-    if isinstance(exc, OSError):
-        return _unavailable(f"Yahoo unreachable: {type(exc).__name__}")
-    if isinstance(exc, YFException | KeyError | TypeError | ValueError | IndexError):
-        return _bad_answer(f"unexpected answer from Yahoo: {type(exc).__name__}")
-    return _bad_answer(f"history failed: {type(exc).__name__}")
+    failure = classify(exc)
+    error_class = _ERROR_CLASS.get(failure.kind, HistoryUpstreamError)
+    return error_class(failure.message, failure.kind.http_status)
 
 
 def frame_to_points(frame: Any) -> list[dict]:
@@ -217,133 +170,53 @@ def frame_to_points(frame: Any) -> list[dict]:
 
 
 class HistoryService:
-    """``get`` OHLCV points for one symbol; identical requests share one fetch and a TTL cache."""
+    """``get`` OHLCV points for one symbol; identical requests share one fetch and a TTL cache.
+
+    The cache is ``async_lru.alru_cache``: an entry lives ``cache_ttl`` seconds
+    from the end of its fetch, at most ``max_entries`` are kept (least recently
+    used dropped first), concurrent identical requests await one shielded task
+    (one caller going away does not cancel the fetch the others wait for; the
+    last one leaving does), and failures are not cached.
+    """
 
     def __init__(
         self,
         cache_ttl: float = 60.0,
         timeout: float = 10.0,
         session: Any = None,
-        clock: Callable[[], float] = time.monotonic,
+        max_entries: int = MAX_CACHE_ENTRIES,
     ) -> None:
-        self._ttl = cache_ttl
         self._timeout = timeout
         self._session = session
-        self._clock = clock
-        self._cache: OrderedDict[tuple, tuple[float, list[dict]]] = OrderedDict()
-        self._inflight: dict[tuple, asyncio.Task[list[dict]]] = {}
-        # raise_errors=True is deprecated (but honoured) in yfinance 1.x; silence
-        # just that warning (catch_warnings is not thread-safe, the workers are threads).
-        warnings.filterwarnings(
-            "ignore", message="'raise_errors' deprecated", category=DeprecationWarning
-        )
+        self._client: YahooClient | None = None  # built (yfinance loaded) on first use
+        self._cached_fetch = alru_cache(maxsize=max_entries, ttl=max(cache_ttl, 0.0))(self._fetch)
 
     async def get(
         self, symbol: str, start: datetime | None, end: datetime | None, interval: str
     ) -> list[dict]:
-        start_utc, end_utc = resolve_range(start, end, interval, datetime.now(UTC))
-        key = (
-            symbol,
-            start.isoformat() if start is not None else None,
-            end.isoformat() if end is not None else None,
-            interval,
-        )
-        cached = self._cache.get(key)
-        if cached is not None:
-            stored_at, points = cached
-            if self._clock() - stored_at < self._ttl:
-                self._cache.move_to_end(key)
-                return [dict(p) for p in points]
-            del self._cache[key]
-        task = self._inflight.get(key)
-        if task is None:
-            task = asyncio.create_task(self._load(key, symbol, start_utc, end_utc, interval))
-            self._inflight[key] = task
-            task.add_done_callback(lambda t, key=key: self._finished(key, t))
-        # shield: one caller going away must not cancel the fetch the others wait for.
-        points = await asyncio.shield(task)
-        return [dict(p) for p in points]
+        resolve_range(start, end, interval, datetime.now(UTC))  # 422 before anything else
+        if self._client is None:
+            # Here, in the event loop thread: loads yfinance before any worker does.
+            self._client = YahooClient(timeout=self._timeout, session=self._session)
+        # Keyed by the arguments as given: "no end" (= now) is cached for the TTL too.
+        points = await self._cached_fetch(symbol, start, end, interval)
+        return [dict(p) for p in points]  # callers get copies, the cache keeps its own
 
-    def _finished(self, key: tuple, task: asyncio.Task[list[dict]]) -> None:
-        self._inflight.pop(key, None)
-        if not task.cancelled():
-            task.exception()  # retrieved: no "never retrieved" noise if every waiter left
-
-    async def _load(
-        self, key: tuple, symbol: str, start: datetime, end: datetime, interval: str
+    async def _fetch(
+        self, symbol: str, start: datetime | None, end: datetime | None, interval: str
     ) -> list[dict]:
+        assert self._client is not None
+        start_utc, end_utc = resolve_range(start, end, interval, datetime.now(UTC))
         try:
             async with asyncio.timeout(self._timeout):
-                points = await asyncio.to_thread(self._fetch, symbol, start, end, interval)
+                frame = await asyncio.to_thread(
+                    self._client.history, symbol, start_utc, end_utc, interval
+                )
+                points = frame_to_points(frame)
         except HistoryError:
             raise
         except Exception as exc:
             raise map_error(exc) from exc
         if not points:
             raise HistoryNotFound(f"no data for {symbol} in that range")
-        if self._ttl > 0:
-            self._cache[key] = (self._clock(), points)
-            self._cache.move_to_end(key)
-            while len(self._cache) > MAX_CACHE_ENTRIES:
-                self._cache.popitem(last=False)
         return points
-
-    # -- worker thread ---------------------------------------------------------
-
-    def _fetch(self, symbol: str, start: datetime, end: datetime, interval: str) -> list[dict]:
-        import yfinance as yf
-        from yfinance.data import YfData
-
-        data = YfData(session=self._session) if self._session is not None else YfData()
-        try:
-            self._ensure_timezone(data, symbol)
-            # yfinance's own session, or Ticker builds (and never closes) a new one.
-            ticker = yf.Ticker(symbol, session=self._session or data._session)
-            frame = ticker.history(
-                start=start,
-                end=end,
-                interval=interval,
-                auto_adjust=True,
-                actions=False,
-                timeout=self._timeout,
-                raise_errors=True,
-            )
-        finally:
-            YfData.cache_get.cache_clear()
-        return frame_to_points(frame)
-
-    def _ensure_timezone(self, data: Any, symbol: str) -> None:
-        from yfinance import cache as yf_cache
-
-        tz_cache = yf_cache.get_tz_cache()
-        if tz_cache.lookup(symbol):
-            return
-        response = data.get(
-            CHART_URL.format(symbol=symbol),
-            params={"range": "1d", "interval": "1d"},
-            timeout=self._timeout,
-        )
-        status = response.status_code
-        text = response.text or ""
-        if status == 429:
-            raise _unavailable("Yahoo is rate limiting us; try again later")
-        if "Will be right back" in text:
-            raise _unavailable("Yahoo Finance is down")
-        try:
-            payload = response.json()
-        except ValueError:
-            raise _bad_answer(f"Yahoo answered HTTP {status} without JSON") from None
-        chart = payload.get("chart") if isinstance(payload, dict) else None
-        if not isinstance(chart, dict):
-            raise _bad_answer(f"Yahoo answered HTTP {status} without a chart")
-        if chart.get("error") or status == 404:
-            raise HistoryNotFound(f"unknown symbol {symbol}")
-        if status >= 400:
-            raise _bad_answer(f"Yahoo answered HTTP {status}")
-        try:
-            tz = chart["result"][0]["meta"]["exchangeTimezoneName"]
-        except (KeyError, IndexError, TypeError):
-            raise HistoryNotFound(f"no data for {symbol}") from None
-        if not isinstance(tz, str) or not tz:
-            raise HistoryNotFound(f"no data for {symbol}")
-        tz_cache.store(symbol, tz)

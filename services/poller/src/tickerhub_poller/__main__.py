@@ -7,17 +7,19 @@ import logging
 import signal
 import sys
 
-from redis.asyncio import Redis
-
 from tickerhub_core.logs import configure_logging
+from tickerhub_core.redis_client import redis_client
 from tickerhub_core.settings import load_settings
 from tickerhub_poller.service import Poller
 from tickerhub_poller.settings import PollerSettings
 from tickerhub_poller.sources.base import QuoteSource
 
-log = logging.getLogger("tickerhub.poller")
+log = logging.getLogger(__name__)
 
 SHUTDOWN_TIMEOUT = 5.0
+# Every poller command is short (a Lua publish, a GET): one that takes longer
+# than this is a hung connection, and the retry loop takes over.
+REDIS_COMMAND_TIMEOUT = 10.0
 
 
 def build_source(settings: PollerSettings) -> QuoteSource:
@@ -31,12 +33,7 @@ def build_source(settings: PollerSettings) -> QuoteSource:
 
 
 async def serve(settings: PollerSettings) -> None:
-    redis = Redis.from_url(
-        settings.redis_url,
-        socket_connect_timeout=5,
-        socket_timeout=10,
-        health_check_interval=30,
-    )
+    redis = redis_client(settings, socket_timeout=REDIS_COMMAND_TIMEOUT)
     source = build_source(settings)
     poller = Poller(settings, redis, source)
     stop = asyncio.Event()

@@ -35,7 +35,7 @@ from tickerhub_poller.sources.base import (
     SourceUnavailableError,
 )
 
-log = logging.getLogger("tickerhub.poller.batcher")
+log = logging.getLogger(__name__)
 
 
 class BatchFailedError(SourceError):

@@ -14,7 +14,7 @@ from tickerhub_core.models import NewsItem
 from tickerhub_core.store import NewsStore
 from tickerhub_poller.sources.base import QuoteSource, SourceError
 
-log = logging.getLogger("tickerhub.poller.news")
+log = logging.getLogger(__name__)
 
 
 def merge_news(batches: Sequence[Sequence[NewsItem]]) -> list[NewsItem]:

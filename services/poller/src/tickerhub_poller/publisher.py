@@ -18,16 +18,17 @@ from collections.abc import Callable
 from redis.exceptions import RedisError
 
 from tickerhub_core.backoff import Backoff
-from tickerhub_core.cancellation import honour_cancellation
 from tickerhub_core.logs import ConditionLog
+from tickerhub_core.retry import retry_until_done
 from tickerhub_core.store import SnapshotStore
 from tickerhub_poller.snapshot import Snapshot
 
-log = logging.getLogger("tickerhub.poller.publisher")
+log = logging.getLogger(__name__)
 
 # Seconds the producer heartbeat key lives: several check intervals, so one slow
 # round trip does not make a live poller look dead.
 HEARTBEAT_TTL = 30.0
+REDIS_ERRORS = (RedisError, OSError)
 
 
 class Publisher:
@@ -55,20 +56,15 @@ class Publisher:
 
     async def load(self) -> None:
         """Adopt Redis's snapshot, waiting for Redis as long as it takes."""
-        while True:
-            try:
-                seq, quotes = await self._store.load()
-            except (RedisError, OSError) as exc:
-                honour_cancellation()
-                self._redis_down.failed(f"cannot load the snapshot ({exc})")
-                await asyncio.sleep(self._backoff.next_delay())
-                continue
-            honour_cancellation()  # redis-py may have swallowed a cancel
-            self._backoff.reset()
-            self._redis_down.recovered()
-            self._snapshot.load(seq, quotes)
-            log.info("loaded snapshot at seq %d with %d symbols", seq, len(quotes))
-            return
+        seq, quotes = await retry_until_done(
+            self._store.load,
+            errors=REDIS_ERRORS,
+            backoff=self._backoff,
+            condition=self._redis_down,
+            describe=lambda exc: f"cannot load the snapshot ({exc})",
+        )
+        self._snapshot.load(seq, quotes)
+        log.info("loaded snapshot at seq %d with %d symbols", seq, len(quotes))
 
     async def run(self) -> None:
         while True:
@@ -78,22 +74,23 @@ class Publisher:
             except TimeoutError:
                 pass
             self._dirty.clear()
-            try:
-                await self.flush()
-                await self.check()
-            except (RedisError, OSError) as exc:
-                honour_cancellation()
-                self._redis_down.failed(f"write failed, will retry ({exc})")
-                await asyncio.sleep(self._backoff.next_delay())
-                self._dirty.set()
-                continue
-            # redis-py can also swallow a cancel and return normally; the next wait
-            # under asyncio.timeout would then never end (see cancellation.py).
-            honour_cancellation()
-            self._backoff.reset()
-            self._redis_down.recovered()
+            # Failed writes leave the changes pending; the retry publishes them
+            # (and whatever arrived meanwhile). Its cancel check matters here: after
+            # a swallowed cancel, the wait above under asyncio.timeout would never
+            # end (see cancellation.py).
+            await retry_until_done(
+                self._flush_and_check,
+                errors=REDIS_ERRORS,
+                backoff=self._backoff,
+                condition=self._redis_down,
+                describe=lambda exc: f"write failed, will retry ({exc})",
+            )
             if self._heartbeat is not None:
                 self._heartbeat()
+
+    async def _flush_and_check(self) -> None:
+        await self.flush()
+        await self.check()
 
     async def flush(self) -> None:
         """Publish everything pending; resolve a sequence mismatch and retry."""

@@ -17,7 +17,7 @@ from tickerhub_poller.snapshot import Snapshot
 from tickerhub_poller.sources.base import QuoteSource
 from tickerhub_poller.tickers import TickerTask
 
-log = logging.getLogger("tickerhub.poller")
+log = logging.getLogger(__name__)
 
 
 class Poller:

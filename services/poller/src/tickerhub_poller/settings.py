@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Literal
 
 from pydantic import Field, field_validator
-from pydantic_settings import NoDecode
 
-from tickerhub_core.settings import CommonSettings
+from tickerhub_core.settings import CommonSettings, ListSetting
 from tickerhub_core.symbols import parse_symbol_list
 
 DEFAULT_TICKERS = "AAPL,MSFT,GOOGL,AMZN,NVDA,META,TSLA"
 
 
 class PollerSettings(CommonSettings):
-    tickers: Annotated[list[str], NoDecode] = Field(
+    tickers: ListSetting = Field(
         default_factory=lambda: parse_symbol_list(DEFAULT_TICKERS),
         description="Comma-separated symbols to poll.",
     )
@@ -53,13 +52,10 @@ class PollerSettings(CommonSettings):
     def _empty_is_none(cls, value: object) -> object:
         return value or None
 
-    @field_validator("tickers", mode="before")
+    @field_validator("tickers")
     @classmethod
-    def _parse_tickers(cls, value: object) -> list[str]:
-        if isinstance(value, str | list | tuple):
-            symbols = parse_symbol_list(value)  # raises with the bad symbol named
-        else:
-            raise ValueError("must be a comma-separated list of symbols")
+    def _parse_tickers(cls, value: list[str]) -> list[str]:
+        symbols = parse_symbol_list(value)  # raises with the bad symbol named
         if not symbols:
             raise ValueError("must name at least one symbol, e.g. TICKERS=AAPL,MSFT")
         return symbols

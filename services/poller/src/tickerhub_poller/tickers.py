@@ -11,7 +11,7 @@ from tickerhub_poller.batcher import BatchFailedError, QuoteBatcher
 from tickerhub_poller.snapshot import Snapshot
 from tickerhub_poller.sources.base import NoDataError, SourceError
 
-log = logging.getLogger("tickerhub.poller.tickers")
+log = logging.getLogger(__name__)
 
 # A symbol Yahoo has no price for (delisted, mistyped) is retried this rarely.
 NO_DATA_RETRY = 300.0

@@ -12,15 +12,17 @@ overall deadline. A thread cannot be cancelled: after a deadline the request
 finishes (or hits the HTTP timeout, the same number of seconds) in the
 background and its answer is dropped.
 
-Nothing here touches the network or yfinance's global state at import time.
-yfinance keeps one process-wide session (``YfData`` is a singleton): passing
-``session`` installs it for the whole process, which is what tests want.
+The yfinance calls themselves (private ones included) and the error
+classifier live in the shared adapter ``tickerhub_yahoo``; this module maps
+Yahoo's answers to quotes and news and the classifier's kinds to
+:class:`SourceError` classes. Constructing the source imports yfinance (once,
+in the calling thread, before any worker thread: see ``tickerhub_yahoo.client``)
+but touches neither the network nor yfinance's global state.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import math
 import time
@@ -36,10 +38,10 @@ from tickerhub_poller.sources.base import (
     SourceError,
     SourceUnavailableError,
 )
+from tickerhub_yahoo.client import YahooClient
+from tickerhub_yahoo.errors import Kind, classify
 
 log = logging.getLogger(__name__)
-
-QUOTE_URL = "https://query1.finance.yahoo.com/v7/finance/quote"
 
 # Only what we map; Yahoo answers with fewer bytes when asked for fewer fields.
 QUOTE_FIELDS = (
@@ -51,60 +53,25 @@ QUOTE_FIELDS = (
 
 T = TypeVar("T")
 
-_UNAVAILABLE_NAMES = frozenset(
-    {
-        "Timeout",
-        "TimeoutError",
-        "ConnectTimeout",
-        "ReadTimeout",
-        "ConnectionError",
-        "ProxyError",
-        "SSLError",
-        "DNSError",
-        "ChunkedEncodingError",
-        "RemoteDisconnected",
-        "IncompleteRead",
-        "SessionClosed",
-        "CurlError",
-    }
-)
+# What each kind of failure is to the poller (the backoff depends on the class).
+# An unexpected exception type retries with backoff like an outage; the batcher
+# logs it.
+_SOURCE_ERROR: dict[Kind, type[SourceError]] = {
+    Kind.RATE_LIMITED: RateLimitedError,
+    Kind.UNAVAILABLE: SourceUnavailableError,
+    Kind.NOT_FOUND: NoDataError,
+    Kind.INVALID: MalformedResponseError,
+    Kind.MALFORMED: MalformedResponseError,
+    Kind.UNEXPECTED: SourceUnavailableError,
+}
 
 
 def map_error(exc: BaseException) -> SourceError:
-    """Translate whatever yfinance / requests / curl_cffi raised into a :class:`SourceError`."""
+    """Translate whatever a Yahoo call raised into a :class:`SourceError`."""
     if isinstance(exc, SourceError):
         return exc
-    from yfinance.exceptions import YFDataException, YFException, YFRateLimitError
-
-    if isinstance(exc, YFRateLimitError):
-        return RateLimitedError(str(exc))
-    response = getattr(exc, "response", None)
-    status = getattr(response, "status_code", None)
-    if isinstance(status, int) and status >= 400:
-        if status == 429:
-            return RateLimitedError(f"HTTP 429 from Yahoo: {exc}")
-        if status >= 500 or status in (401, 403, 408):
-            # 401/403: cookie or crumb refused even after yfinance's retry; later may work.
-            return SourceUnavailableError(f"HTTP {status} from Yahoo")
-        return MalformedResponseError(f"HTTP {status} from Yahoo")
-    if isinstance(exc, YFDataException) and "CURRENTLY DOWN" in str(exc):
-        return SourceUnavailableError("Yahoo Finance is down ('Will be right back')")
-    if isinstance(exc, TimeoutError):
-        return SourceUnavailableError("timed out")
-    if isinstance(exc, json.JSONDecodeError) or type(exc).__name__ in (
-        "JSONDecodeError",
-        "InvalidJSONError",
-    ):
-        return MalformedResponseError(f"Yahoo answered with something that is not JSON: {exc}")
-    if any(cls.__name__ in _UNAVAILABLE_NAMES for cls in type(exc).__mro__):
-        return SourceUnavailableError(f"{type(exc).__name__}: {exc}")
-    if isinstance(exc, OSError):  # socket errors; curl_cffi's RequestException is an OSError
-        return SourceUnavailableError(f"{type(exc).__name__}: {exc}")
-    if isinstance(exc, YFException):
-        return MalformedResponseError(f"{type(exc).__name__}: {exc}")
-    if isinstance(exc, KeyError | TypeError | ValueError | AttributeError | IndexError):
-        return MalformedResponseError(f"unexpected answer from Yahoo: {type(exc).__name__}: {exc}")
-    return SourceUnavailableError(f"{type(exc).__name__}: {exc}")
+    failure = classify(exc)
+    return _SOURCE_ERROR[failure.kind](failure.message)
 
 
 def _number(value: Any) -> float | None:
@@ -244,18 +211,11 @@ class YFinanceSource:
             raise ValueError("timeout must be positive")
         self.max_batch = max_batch
         self.timeout = timeout
-        self._session = session
+        self._client = YahooClient(timeout=timeout, session=session)
         self._closed = False
         self._inflight: set[asyncio.Future[Any]] = set()
 
     # -- plumbing --------------------------------------------------------------
-
-    def _yfdata(self) -> Any:
-        from yfinance.data import YfData
-
-        # Re-passing the session each time keeps it installed even if something
-        # else in the process replaced yfinance's singleton session.
-        return YfData(session=self._session) if self._session is not None else YfData()
 
     async def _run(self, what: str, fn: Callable[[], T]) -> T:
         if self._closed:
@@ -297,7 +257,9 @@ class YFinanceSource:
         # The batcher sends at most max_batch; split defensively if a caller did not.
         for start in range(0, len(wanted), self.max_batch):
             batch = wanted[start : start + self.max_batch]
-            payload = await self._run("quote", lambda batch=batch: self._get_quotes(batch))
+            payload = await self._run(
+                "quote", lambda batch=batch: self._client.quote_json(batch, QUOTE_FIELDS)
+            )
             try:
                 result.update(parse_quote_response(batch, payload))
             except SourceError:
@@ -306,25 +268,13 @@ class YFinanceSource:
                 raise MalformedResponseError(f"unexpected quote answer: {exc!r:.200}") from exc
         return result
 
-    def _get_quotes(self, batch: list[str]) -> Any:
-        params = {
-            "symbols": ",".join(batch),
-            "formatted": "false",
-            "fields": QUOTE_FIELDS,
-            "lang": "en-US",
-            "region": "US",
-        }
-        # get_raw_json goes through YfData.get (cookie + crumb), never the
-        # expiry-less cache_get, and raises HTTPError for 4xx/5xx.
-        return self._yfdata().get_raw_json(QUOTE_URL, params=params, timeout=self.timeout)
-
     # -- news ----------------------------------------------------------------------
 
     async def fetch_news(self, symbol: str, count: int) -> list[NewsItem]:
         if not isinstance(symbol, str) or not is_valid_symbol(symbol):
             raise NoDataError(f"not a valid symbol: {symbol!r:.40}")
         count = max(1, int(count))
-        articles = await self._run("news", lambda: self._get_news(symbol, count))
+        articles = await self._run("news", lambda: self._client.news(symbol, count))
         if not isinstance(articles, list):
             raise MalformedResponseError("news answer is not a list")
         items: list[NewsItem] = []
@@ -340,15 +290,6 @@ class YFinanceSource:
             items.append(item)
         return items[:count]
 
-    def _get_news(self, symbol: str, count: int) -> Any:
-        import yfinance as yf
-
-        data = self._yfdata()
-        # A fresh Ticker per call: Ticker caches news on the object forever. Hand it
-        # yfinance's own session, or Ticker builds (and never closes) a new one.
-        ticker = yf.Ticker(symbol, session=self._session or data._session)
-        return ticker.get_news(count=count, tab="news")
-
     # -- lifecycle -----------------------------------------------------------------
 
     async def aclose(self) -> None:
@@ -357,7 +298,6 @@ class YFinanceSource:
         pending = list(self._inflight)
         if pending:
             await asyncio.wait(pending, timeout=self.timeout)
-        self._session = None
 
 
 def _swallow(future: asyncio.Future[Any]) -> None:
