@@ -129,15 +129,13 @@ async def test_view_converges_to_rest(redis_server: Any, services: list) -> None
         # Today's server ignores ?symbols=: the client set the watchlist the classic way.
         assert client.view.watchlist == ["AAPL", "MSFT"]
         assert client.symbols == ["AAPL", "MSFT"]
-        diffs = [e for e in follower.events if isinstance(e, Diff)]
-        last_replace = max(
-            i
-            for i, e in enumerate(follower.events)
-            if isinstance(e, Snapshot) and e.watchlist is not None
-        )
-        after = [e for e in follower.events[last_replace:] if isinstance(e, Diff)]
-        assert after, diffs
-        assert {s for e in after for s in e.data} <= {"AAPL", "MSFT"}
+        # Until the server applied the watchlist, the client kept its first snapshot and
+        # diffs to the watched symbols: no event ever showed another one.
+        updates = [e for e in follower.events if isinstance(e, Snapshot | Diff)]
+        assert isinstance(updates[0], Snapshot)
+        assert updates[0].watchlist is None  # today's server: the snapshot of everything
+        assert set(updates[0].data) == {"AAPL", "MSFT"}
+        assert all(set(e.data) <= {"AAPL", "MSFT"} for e in updates)
         assert follower.error is None
     assert isinstance(follower.events[-1], Closed)
 
@@ -240,6 +238,9 @@ async def test_news_stream(redis_server: Any, services: list) -> None:
             await store.add([item(3, "MSFT"), item(4, "AAPL", "TSLA")], 50)
             await wait_for(lambda: follower.count(News) == 1, "news")
             assert [i["id"] for i in client.items] == ["id4", "id1"]
-            assert follower.count(NewsSnapshot) == 2  # on connect, then the watchlist reply
+            snapshots = [e for e in follower.events if isinstance(e, NewsSnapshot)]
+            # On connect (every item, kept to the watched ones), then the watchlist reply.
+            assert [[i["id"] for i in e.items] for e in snapshots] == [["id1"], ["id1"]]
+            assert [e.watchlist for e in snapshots] == [None, ["AAPL"]]
     finally:
         await redis.aclose()

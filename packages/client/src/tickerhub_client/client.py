@@ -23,7 +23,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 from tickerhub_client.backoff import Backoff
 from tickerhub_client.errors import ConnectionRejected
 from tickerhub_client.events import Closed, Connected, Event, NewsItem, Quote, Reconnecting
-from tickerhub_client.view import NewsView, QuoteView
+from tickerhub_client.view import NewsView, QuoteView, decode
 
 SYMBOL_RE = re.compile(r"^\^?[A-Z0-9][A-Z0-9.=-]{0,18}$")
 CLOSE_POLICY = 1008  # bad key, auth timeout, rate-limit abuse: retrying will not help
@@ -87,6 +87,7 @@ class _StreamClient(Generic[V]):
         self.open_timeout = open_timeout
         self.max_size = max_size
         self._ws: ClientConnection | None = None
+        self._unconfirmed: set[str] | None = None  # watchlist sent, server not yet applying it
         self._closing = asyncio.Event()
         self._iterating = False
 
@@ -95,6 +96,8 @@ class _StreamClient(Generic[V]):
     async def set_watchlist(self, symbols: Iterable[str] | None) -> None:
         """Replace the watchlist (``None``: every symbol); kept across reconnects."""
         self.symbols = None if symbols is None else canonical_symbols(symbols)
+        if self._unconfirmed is not None:
+            self._unconfirmed = None if self.symbols is None else set(self.symbols)
         await self._send({"watchlist": self.symbols})
 
     async def subscribe(self, symbols: Iterable[str]) -> None:
@@ -203,24 +206,37 @@ class _StreamClient(Generic[V]):
     async def _session(self, ws: ClientConnection) -> AsyncIterator[Any]:
         pinger = asyncio.create_task(self._keepalive(ws)) if self.ping_interval else None
         first = True
+        self._unconfirmed = None
         try:
             async for frame in ws:
-                event = self.view.apply(frame)
-                if event is None:
+                message = decode(frame)
+                if message is None:
                     continue
-                raw: Mapping[str, Any] = getattr(event, "raw", {})
-                if first and raw.get("type") == "snapshot":
+                if first and message.get("type") == "snapshot":
                     first = False
-                    if self.symbols is not None and "watchlist" not in raw and "resumed" not in raw:
+                    if self.symbols is not None and not _states_watchlist(message):
                         # The server did not take the watchlist from the URL (it predates
-                        # that): set it the classic way; its reply replaces this snapshot.
+                        # that): set it the classic way. Until it confirms, keep what it
+                        # sends for every symbol to the watched ones (that is exact).
+                        self._unconfirmed = set(self.symbols)
                         await ws.send(orjson.dumps({"watchlist": self.symbols}).decode())
-                if "watchlist" in raw:
-                    self.symbols = raw["watchlist"]  # the server's word, canonical
-                yield event
+                if "watchlist" in message:
+                    self._unconfirmed = None
+                    self.symbols = message["watchlist"]  # the server's word, canonical
+                elif self._unconfirmed is not None:
+                    message = self._restrict(message, self._unconfirmed)
+                    if message is None:
+                        continue
+                event = self.view.apply(message)
+                if event is not None:
+                    yield event
         finally:
             if pinger is not None:
                 pinger.cancel()
+
+    def _restrict(self, message: Mapping[str, Any], symbols: set[str]) -> Mapping[str, Any] | None:
+        """``message`` with only what concerns ``symbols``; ``None`` if nothing does."""
+        return message
 
     async def _keepalive(self, ws: ClientConnection) -> None:
         """Text ``ping`` now and then: a server with ``WS_IDLE_TIMEOUT`` counts only
@@ -236,6 +252,11 @@ class _StreamClient(Generic[V]):
         if ws is not None:  # else the next connection sends the watchlist
             with contextlib.suppress(ConnectionClosed):
                 await ws.send(orjson.dumps(message).decode())
+
+
+def _states_watchlist(snapshot: Mapping[str, Any]) -> bool:
+    """Whether a first snapshot shows the server applied ``?symbols=`` (or a resume)."""
+    return "watchlist" in snapshot or "resumed" in snapshot
 
 
 class PricesClient(_StreamClient[QuoteView]):
@@ -260,6 +281,15 @@ class PricesClient(_StreamClient[QuoteView]):
     def epoch(self) -> str | None:
         return self.view.epoch
 
+    def _restrict(self, message: Mapping[str, Any], symbols: set[str]) -> Mapping[str, Any] | None:
+        data = message.get("data")
+        if message.get("type") not in ("snapshot", "diff") or not isinstance(data, Mapping):
+            return message
+        kept = {s: q for s, q in data.items() if s in symbols}
+        if not kept and message["type"] == "diff":
+            return None
+        return {**message, "data": kept}
+
     def _params(self) -> dict[str, str]:
         params = super()._params()
         view = self.view
@@ -275,6 +305,15 @@ class NewsClient(_StreamClient[NewsView]):
 
     def __init__(self, url: str = "ws://localhost:8000", *, max_items: int = 200, **kwargs: Any):
         super().__init__(url, NewsView(max_items), **kwargs)
+
+    def _restrict(self, message: Mapping[str, Any], symbols: set[str]) -> Mapping[str, Any] | None:
+        data = message.get("data")
+        if message.get("type") not in ("snapshot", "news") or not isinstance(data, list):
+            return message
+        kept = [i for i in data if isinstance(i, Mapping) and symbols & set(i.get("tickers", ()))]
+        if not kept and message["type"] == "news":
+            return None
+        return {**message, "data": kept}
 
     @property
     def items(self) -> list[NewsItem]:
