@@ -105,6 +105,8 @@ class _StreamClient(Generic[V]):
         added = canonical_symbols(symbols)
         if self.symbols is not None:
             self.symbols += [s for s in added if s not in self.symbols]
+        if self._unconfirmed is not None:
+            self._unconfirmed.update(added)
         await self._send({"subscribe": added})
 
     async def unsubscribe(self, symbols: Iterable[str]) -> None:
@@ -112,6 +114,8 @@ class _StreamClient(Generic[V]):
         removed = canonical_symbols(symbols)
         if self.symbols is not None:
             self.symbols = [s for s in self.symbols if s not in removed]
+        if self._unconfirmed is not None:
+            self._unconfirmed.difference_update(removed)
         await self._send({"unsubscribe": removed})
 
     async def close(self) -> None:
@@ -191,8 +195,6 @@ class _StreamClient(Generic[V]):
             max_size=self.max_size,
         )
         self._ws = ws
-        if self.api_key is not None and self.auth == "message":
-            await ws.send(orjson.dumps({"auth": self.api_key}).decode())
         return ws
 
     def _url(self) -> str:
@@ -208,6 +210,8 @@ class _StreamClient(Generic[V]):
         first = True
         self._unconfirmed = None
         try:
+            if self.api_key is not None and self.auth == "message":
+                await ws.send(orjson.dumps({"auth": self.api_key}).decode())
             async for frame in ws:
                 message = decode(frame)
                 if message is None:
