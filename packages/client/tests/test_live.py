@@ -244,3 +244,23 @@ async def test_news_stream(redis_server: Any, services: list) -> None:
             assert [e.watchlist for e in snapshots] == [None, ["AAPL"]]
     finally:
         await redis.aclose()
+
+
+async def test_full_api_is_retried_not_fatal(redis_server: Any, services: list) -> None:
+    """1013 (the process is full) means later: the client backs off and gets in."""
+    start_poller(redis_server.url, services)
+    api = start_api(redis_server.url, services, WS_MAX_CONNECTIONS="1")
+    first = PricesClient(api.ws, symbols=["AAPL"], backoff=FAST)
+    second = PricesClient(api.ws, symbols=["MSFT"], backoff=FAST)
+    async with following(first) as one:
+        await wait_for(lambda: first.view.watchlist == ["AAPL"], "the first client in")
+        async with following(second) as two:
+            await wait_for(lambda: two.count(Reconnecting) >= 2, "the second one refused")
+            refused = [e for e in two.events if isinstance(e, Reconnecting)]
+            assert {e.code for e in refused} == {1013}
+            assert second.quotes == {}
+            await first.close()
+            await wait_for(lambda: second.view.watchlist == ["MSFT"], "the second client in")
+            assert set(second.quotes) == {"MSFT"}
+            assert two.error is None
+        assert one.error is None
