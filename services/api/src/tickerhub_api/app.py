@@ -13,9 +13,11 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.types import Receive, Scope, Send
 
 from tickerhub_api.access import ApiKeyMiddleware, KeyCheck, cors_options
-from tickerhub_api.hub import Hub
 from tickerhub_api.routes import rest, ws
 from tickerhub_api.settings import ApiSettings
+from tickerhub_api.stream.hub import Hub
+from tickerhub_api.stream.policy import ConnectionPolicy
+from tickerhub_api.stream.reads import Reads
 
 # Fail fast on a dead Redis instead of hanging requests; the hub retries with backoff.
 REDIS_SOCKET_TIMEOUT = 5.0
@@ -53,6 +55,7 @@ def create_app(
     """Build the app. ``redis`` and ``history`` are injected by tests; when given, the
     caller owns them (the app does not close them)."""
     settings = settings or ApiSettings()
+    policy = ConnectionPolicy.from_settings(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -62,13 +65,21 @@ def create_app(
             socket_connect_timeout=REDIS_SOCKET_TIMEOUT,
             health_check_interval=30,
         )
-        # ``None``: built on first use (routes/rest.py), so a process that never
-        # serves history never imports yfinance and pandas (tens of MiB).
-        app.state.history = history
-        hub = Hub(client, settings)
+        if history is None:
+            # The module is light; HistoryService imports yfinance and pandas (tens
+            # of MiB) only on its first fetch, so a process that never serves
+            # history never loads them.
+            from tickerhub_api.history import HistoryService
+
+            history_service: Any = HistoryService()
+        else:
+            history_service = history
+        hub = Hub(client, settings.keys, policy, settings.news_default_limit)
         app.state.settings = settings
         app.state.redis = client
+        app.state.history = history_service
         app.state.hub = hub
+        app.state.reads = Reads(hub)
         await hub.start()
         try:
             yield
@@ -86,7 +97,8 @@ def create_app(
     app.add_exception_handler(rest.ApiError, _api_error)  # type: ignore[arg-type]
     app.include_router(rest.router)
     app.include_router(ws.router)
-    app.state.ws_policy = ws.WsPolicy.from_settings(settings)
+    app.state.ws_admission = ws.Admission.from_settings(settings)
+    app.state.ws_policy = policy
     keys = KeyCheck(settings.api_key_list)
     if keys.enabled:
         app.add_middleware(ApiKeyMiddleware, keys=keys)

@@ -13,8 +13,9 @@ protocol, plus a few lines) puts a :class:`FastChannel` into each WebSocket
 scope under ``scope["extensions"]["tickerhub.fast_send"]``. The api then frames
 a payload once (:func:`text_frame`) and writes the same bytes to every
 transport that wants them, synchronously, from one flush per event-loop turn
-(``connection.Flusher``). Without the extension (another server, the test client,
-per-message deflate negotiated) the api falls back to plain ASGI sends.
+(``flusher.Flusher``, through ``senders.FastSender``). Without the extension
+(another server, the test client, ``WS_FAST_PATH=false``, per-message deflate
+negotiated) the api falls back to plain ASGI sends (``senders.AsgiSender``).
 
 Writing to the transport directly is sound because server-to-client frames
 carry no state in the WebSocket protocol (no masking, and uvicorn never
