@@ -6,6 +6,7 @@ import logging
 import signal
 import socket
 import sys
+from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
@@ -50,29 +51,34 @@ class _Server(uvicorn.Server):
         await super().shutdown(sockets)
 
 
+def server_config(app: FastAPI, settings: ApiSettings, **overrides: Any) -> uvicorn.Config:
+    """uvicorn's configuration for the api (tests pass ``port=0``, ``root_path``...)."""
+    options: dict[str, Any] = {
+        "host": settings.host,
+        "port": settings.port,
+        # uvloop and httptools when installed (they are not everywhere), else asyncio and h11.
+        "loop": "auto",
+        "http": "auto",
+        # uvicorn's websockets-sansio protocol plus the direct frame path (fastpath.py).
+        "ws": FastWebSocketProtocol if settings.ws_fast_path else "websockets-sansio",
+        # Compression costs ~50 KiB per connection and CPU per frame; quotes are small.
+        "ws_per_message_deflate": False,
+        "ws_max_size": settings.ws_max_frame_bytes,
+        "ws_ping_interval": settings.ws_ping_interval,
+        "ws_ping_timeout": settings.ws_ping_timeout,
+        "log_level": settings.log_level.lower(),
+        "log_config": None,  # keep configure_logging's format
+        "timeout_graceful_shutdown": GRACEFUL_SHUTDOWN_SECONDS,
+    }
+    return uvicorn.Config(app, **{**options, **overrides})
+
+
 def main() -> None:
     settings = load_settings(ApiSettings, "api")
     configure_logging(settings.log_level)
     install_log_redaction()  # ?api_key= values never reach the logs
     app = create_app(settings)
-    config = uvicorn.Config(
-        app,
-        host=settings.host,
-        port=settings.port,
-        # uvloop and httptools when installed (they are not everywhere), else asyncio and h11.
-        loop="auto",
-        http="auto",
-        # uvicorn's websockets-sansio protocol plus the direct frame path (fastpath.py).
-        ws=FastWebSocketProtocol if settings.ws_fast_path else "websockets-sansio",
-        # Compression costs ~50 KiB per connection and CPU per frame; quotes are small.
-        ws_per_message_deflate=False,
-        ws_max_size=settings.ws_max_frame_bytes,
-        ws_ping_interval=settings.ws_ping_interval,
-        ws_ping_timeout=settings.ws_ping_timeout,
-        log_level=settings.log_level.lower(),
-        log_config=None,  # keep configure_logging's format
-        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
-    )
+    config = server_config(app, settings)
     # uvicorn re-raises the signal it caught once it has shut down, to die "by"
     # it; with these no-op handlers in place that re-raise is harmless and a
     # requested stop exits 0, as container runtimes and supervisors expect.

@@ -34,16 +34,37 @@ class TickerHubApp(FastAPI):
     FastAPI router (so the test client and any mounting still reach them), are
     called directly for those two paths. No middleware of this app acts on
     WebSockets (API keys and CORS are HTTP-only), so the behaviour is the same.
+
+    The path is matched as Starlette's router matches it: relative to the
+    ``root_path`` (``uvicorn --root-path``, or ``FastAPI(root_path=...)``, which
+    FastAPI copies into the scope), so the bypass also serves an api behind a
+    proxy prefix (tests/test_uvicorn.py).
     """
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":
-            endpoint = ws.STREAMS.get(scope["path"])
+            if self.root_path:
+                scope["root_path"] = self.root_path  # as FastAPI.__call__ does
+            endpoint = ws.STREAMS.get(_route_path(scope))
             if endpoint is not None:
                 scope["app"] = self
                 await endpoint(WebSocket(scope, receive, send))
                 return
         await super().__call__(scope, receive, send)
+
+
+def _route_path(scope: Scope) -> str:
+    """The path below ``root_path``, matched the way Starlette's router matches it
+    (its ``get_route_path`` is private, hence this copy of the rule)."""
+    path: str = scope["path"]
+    root_path: str = scope.get("root_path", "")
+    if (
+        root_path
+        and path.startswith(root_path)
+        and path[len(root_path) : len(root_path) + 1] == "/"
+    ):
+        return path[len(root_path) :]
+    return path
 
 
 def create_app(
