@@ -59,7 +59,7 @@ def server_config(app: FastAPI, settings: ApiSettings, **overrides: Any) -> uvic
         # uvloop and httptools when installed (they are not everywhere), else asyncio and h11.
         "loop": "auto",
         "http": "auto",
-        # uvicorn's websockets-sansio protocol plus the direct frame path (fastpath.py).
+        # uvicorn's websockets-sansio protocol plus the direct frame path (stream/fastpath.py).
         "ws": FastWebSocketProtocol if settings.ws_fast_path else "websockets-sansio",
         # Compression costs ~50 KiB per connection and CPU per frame; quotes are small.
         "ws_per_message_deflate": False,
