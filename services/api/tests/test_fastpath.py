@@ -57,6 +57,10 @@ class FakeChannel(FastChannel):
     def __init__(self) -> None:
         super().__init__(None)  # type: ignore[arg-type]
         self.transport = self.fake = FakeTransport()
+        self.interrupts = 0
+
+    def interrupt(self) -> None:
+        self.interrupts += 1
 
     @property
     def writes(self) -> list[bytes]:
@@ -66,7 +70,7 @@ class FakeChannel(FastChannel):
 def make(flusher: Flusher) -> tuple[Connection, FakeChannel]:
     conn = Connection(max_frames=4)
     channel = FakeChannel()
-    conn.sender = FastSender(conn, channel, flusher, on_close=lambda: None)
+    conn.sender = FastSender(conn, channel, flusher)
     return conn, channel
 
 
@@ -107,19 +111,16 @@ async def test_paused_transport_conflates_then_resumes() -> None:
     assert not conn.stuck(now=100.0, timeout=30.0)
 
 
-async def test_close_tells_the_route_once_and_stops_writes() -> None:
+async def test_close_interrupts_the_route_once_and_stops_writes() -> None:
     flusher = Flusher()
-    closes: list[int | None] = []
     conn = Connection(max_frames=1)
     channel = FakeChannel()
-    conn.sender = FastSender(
-        conn, channel, flusher, on_close=lambda: closes.append(conn.close_code)
-    )
+    conn.sender = FastSender(conn, channel, flusher)
     conn.send_frame("one")
     conn.send_frame("two")  # over the bound of 1: slow client
     conn.close(CloseCode.GOING_AWAY)  # a later close changes nothing
     assert conn.close_code == CloseCode.SLOW_CLIENT
-    assert closes == [CloseCode.SLOW_CLIENT]
+    assert channel.interrupts == 1
     await asyncio.sleep(0)
     assert channel.writes == []  # a closing connection gets no more data
     assert flusher.writes == 0

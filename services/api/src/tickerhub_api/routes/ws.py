@@ -10,9 +10,9 @@ frames (each one through the rate limiter) until the client leaves or the
 connection is closed. How frames are sent depends on the transport:
 
 * fast path (uvicorn's scope carries a ``FastChannel``): this task only reads;
-  the hub's flusher writes. A close (slow client, shutdown) interrupts the read
-  through the ``on_close`` callback given to the connection, and this task then
-  sends the close frame.
+  the hub's flusher writes. A close by the server (slow client, shutdown)
+  interrupts the pending ``receive`` (``FastChannel.interrupt``); this task
+  then sends the close frame.
 * ASGI path: a second task runs the connection's ``AsgiSender``; whichever of
   the two ends first ends the other.
 """
@@ -187,28 +187,13 @@ async def _close(websocket: WebSocket, code: int, reason: str) -> None:
 async def _serve_fast(
     websocket: WebSocket, hub: Hub, channel: FastChannel, stream: Stream, policy: ConnectionPolicy
 ) -> None:
-    """Fast path: this task only reads; the hub's flusher writes."""
-    reader = _current_task()
-
-    def interrupt() -> None:
-        # The connection was closed (slow client, shutdown, a failed write) while this
-        # task waits for a client frame: stop waiting, then send the close frame below.
-        if reader is not asyncio.current_task():
-            reader.cancel()
-
-    conn = hub.fast_connection(channel, interrupt)
+    """Fast path: this task only reads; the hub's flusher writes. A close by the server
+    interrupts the pending ``receive`` (``FastChannel.interrupt``), and ``_read`` returns."""
+    conn = hub.fast_connection(channel)
     try:
         await stream.attach(conn)
         await _read(websocket, conn, stream, policy)
-    except asyncio.CancelledError:
-        # Ours (interrupt) only if the connection is closed and nobody else cancelled too.
-        if conn.close_code is None or reader.cancelling() > 1:
-            raise
-        reader.uncancel()
-        # Inside the try: the connection stays registered until its close frame is sent
-        # (the hub's close_all waits for that on shutdown).
-        await _send_close(websocket, conn)
-    else:
+        # Still registered until the close frame is sent: the hub's close_all waits for that.
         await _send_close(websocket, conn)
     finally:
         stream.detach(conn)
@@ -263,7 +248,7 @@ async def _read(
                 return
         else:
             message = await websocket.receive()
-        if message["type"] == "websocket.disconnect":
+        if message["type"] == "websocket.disconnect" or conn.close_code is not None:
             return
         if limiter is not None:
             verdict = limiter.check()
@@ -293,12 +278,6 @@ async def _read(
             )
         if conn.close_code is not None:
             return
-
-
-def _current_task() -> asyncio.Task[None]:
-    task = asyncio.current_task()
-    assert task is not None
-    return task
 
 
 def _text_sender(websocket: WebSocket) -> Callable[[str], Awaitable[None]]:

@@ -39,6 +39,8 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIO
 EXTENSION = "tickerhub.fast_send"
 
 _OPCODE_TEXT_FIN = 0x81
+# What FastChannel.interrupt queues: a receive event with neither text nor bytes.
+_INTERRUPT = {"type": "websocket.receive", EXTENSION: "interrupt"}
 
 
 def text_frame(payload: bytes) -> bytes:
@@ -67,6 +69,16 @@ class FastChannel:
         self.on_writable: Callable[[], None] | None = None
         # loop.time() of the pause in force, None while writable.
         self.paused_at: float | None = None
+
+    def interrupt(self) -> None:
+        """Wake the app's pending (or next) ``receive`` with a message carrying no data.
+
+        The connection was closed by the server (slow client, shutdown): the
+        route, which waits for client frames, sees the close code and sends the
+        close frame. uvicorn's ``receive`` returns what its queue (our
+        :class:`_Mailbox`) holds; Starlette accepts any ``websocket.receive``.
+        """
+        self._proto.queue.put_nowait(_INTERRUPT)
 
     @property
     def usable(self) -> bool:

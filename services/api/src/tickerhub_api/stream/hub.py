@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
 
 from redis.asyncio import Redis
 
@@ -63,10 +62,10 @@ class Hub:
 
     # -- connections -------------------------------------------------------------
 
-    def fast_connection(self, channel: FastChannel, on_close: Callable[[], None]) -> Connection:
+    def fast_connection(self, channel: FastChannel) -> Connection:
         """A connection whose frames the flusher writes to ``channel``."""
         conn = Connection(self.policy.max_frames)
-        conn.sender = FastSender(conn, channel, self.flusher, on_close)
+        conn.sender = FastSender(conn, channel, self.flusher)
         return conn
 
     def asgi_connection(self, send: SendText) -> tuple[Connection, AsgiSender]:

@@ -29,23 +29,16 @@ SendText = Callable[[str], Awaitable[None]]
 class FastSender:
     """Frames written synchronously by the :class:`Flusher` to a :class:`FastChannel`.
 
-    ``on_close`` is called once when the connection is closed: the route, which
-    only reads, uses it to stop reading and send the close frame.
+    On close, the channel interrupts the route's pending ``receive``: the route,
+    which only reads, then sends the close frame.
     """
 
-    __slots__ = ("_channel", "_conn", "_flusher", "_on_close")
+    __slots__ = ("_channel", "_conn", "_flusher")
 
-    def __init__(
-        self,
-        conn: Connection,
-        channel: FastChannel,
-        flusher: Flusher,
-        on_close: Callable[[], None],
-    ) -> None:
+    def __init__(self, conn: Connection, channel: FastChannel, flusher: Flusher) -> None:
         self._conn = conn
         self._channel = channel
         self._flusher = flusher
-        self._on_close = on_close
         channel.on_writable = self.wake
 
     def __repr__(self) -> str:
@@ -55,7 +48,7 @@ class FastSender:
         self._flusher.mark(self)
 
     def close(self) -> None:
-        self._on_close()
+        self._channel.interrupt()
 
     def stuck(self, now: float, timeout: float) -> bool:
         paused_at = self._channel.paused_at
