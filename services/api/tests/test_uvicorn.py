@@ -25,6 +25,7 @@ from tickerhub_api.app import create_app
 from tickerhub_api.settings import ApiSettings
 from tickerhub_api.stream.fastpath import EXTENSION, FastChannel, FastWebSocketProtocol
 from tickerhub_api.stream.hub import Hub
+from tickerhub_api.stream.protocol import CloseCode
 from tickerhub_api.stream.senders import AsgiSender, FastSender
 
 from .conftest import WAIT, Producer, recv
@@ -141,3 +142,24 @@ async def test_behind_a_proxy_prefix(
         assert "websocket" not in through_fastapi  # the bypass matched below root_path
         assert "http" in through_fastapi
         assert (hub.flusher.writes > 0) is fast
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["fast-path", "asgi-path"])
+async def test_a_server_side_close_reaches_the_client(
+    fast: bool, redis_server: Any, producer: Producer
+) -> None:
+    """What the slow-client sweep and shutdown do: ``conn.close(code)`` from outside the
+    route; the route stops reading and sends the close frame with its reason."""
+    async with serving(redis_server.url, fast) as (base, hub):
+        async with websockets.connect(f"ws://{base}/ws/prices") as ws:
+            await recv(ws)
+            [conn] = hub.prices.connections
+            conn.close(CloseCode.SLOW_CLIENT)
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                await recv(ws)
+        assert closed.value.rcvd is not None
+        assert closed.value.rcvd.code == CloseCode.SLOW_CLIENT
+        assert closed.value.rcvd.reason == "slow client: not reading"
+        async with asyncio.timeout(WAIT):
+            while hub.prices.connections:  # noqa: ASYNC110 (detached once the route returns)
+                await asyncio.sleep(0.02)
