@@ -8,11 +8,23 @@ the e2e helpers offer an api fixture, this becomes a parameter of that fixture.
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
+from .conftest import start_api
 from .test_e2e import *  # noqa: F403  (collects the same tests and their fixtures)
 
 
 @pytest.fixture(autouse=True)
 def _asgi_path(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("WS_FAST_PATH", "false")
+
+
+def test_the_api_reads_the_setting(redis_server: Any) -> None:
+    """The subprocesses started here really take the ASGI path (what the api logs at start)."""
+    api = start_api(redis_server.url, LOG_LEVEL="INFO")
+    try:
+        assert "WebSocket frames: plain ASGI sends" in api.output(), api.output()
+    finally:
+        api.stop()

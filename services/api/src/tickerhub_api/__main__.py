@@ -79,6 +79,12 @@ def main() -> None:
     install_log_redaction()  # ?api_key= values never reach the logs
     app = create_app(settings)
     config = server_config(app, settings)
+    log.info(
+        "WebSocket frames: %s",
+        "direct writes to uvicorn's transports (WS_FAST_PATH)"
+        if settings.ws_fast_path
+        else "plain ASGI sends (WS_FAST_PATH=false)",
+    )
     # uvicorn re-raises the signal it caught once it has shut down, to die "by"
     # it; with these no-op handlers in place that re-raise is harmless and a
     # requested stop exits 0, as container runtimes and supervisors expect.
