@@ -8,8 +8,11 @@ import pytest
 from websockets.frames import Frame, Opcode
 from websockets.streams import StreamReader
 
-from tickerhub_api.connection import CLOSE_SLOW_CLIENT, Connection, Flusher
-from tickerhub_api.fastpath import FastChannel, text_frame
+from tickerhub_api.stream.connection import Connection
+from tickerhub_api.stream.fastpath import FastChannel, text_frame
+from tickerhub_api.stream.flusher import Flusher
+from tickerhub_api.stream.protocol import CloseCode
+from tickerhub_api.stream.senders import FastSender
 
 
 def parse(data: bytes) -> list[Frame]:
@@ -54,6 +57,10 @@ class FakeChannel(FastChannel):
     def __init__(self) -> None:
         super().__init__(None)  # type: ignore[arg-type]
         self.transport = self.fake = FakeTransport()
+        self.interrupts = 0
+
+    def interrupt(self) -> None:
+        self.interrupts += 1
 
     @property
     def writes(self) -> list[bytes]:
@@ -61,9 +68,9 @@ class FakeChannel(FastChannel):
 
 
 def make(flusher: Flusher) -> tuple[Connection, FakeChannel]:
-    conn = Connection(max_frames=4, flusher=flusher)
+    conn = Connection(max_frames=4)
     channel = FakeChannel()
-    conn.use_channel(channel, asyncio.current_task())  # type: ignore[arg-type]
+    conn.sender = FastSender(conn, channel, flusher)
     return conn, channel
 
 
@@ -79,6 +86,7 @@ async def test_one_write_per_connection_per_turn_and_shared_bytes() -> None:
     assert ch_a.writes == []  # nothing is written synchronously
     await asyncio.sleep(0)
     assert flusher.flushes == 1
+    assert flusher.writes == 2
     assert len(ch_a.writes) == len(ch_b.writes) == 1
     assert [f.data for f in parse(ch_a.writes[0])] == [b"pong", shared.encode()]
     assert ch_a.writes[0] == ch_b.writes[0]
@@ -103,18 +111,19 @@ async def test_paused_transport_conflates_then_resumes() -> None:
     assert not conn.stuck(now=100.0, timeout=30.0)
 
 
-async def test_close_cancels_the_reading_handler_once_and_stops_writes() -> None:
+async def test_close_interrupts_the_route_once_and_stops_writes() -> None:
     flusher = Flusher()
-    handler = asyncio.create_task(asyncio.sleep(10))
-    conn = Connection(max_frames=1, flusher=flusher)
+    conn = Connection(max_frames=1)
     channel = FakeChannel()
-    conn.use_channel(channel, handler)  # type: ignore[arg-type]
+    conn.sender = FastSender(conn, channel, flusher)
     conn.send_frame("one")
     conn.send_frame("two")  # over the bound of 1: slow client
-    assert conn.close_code == CLOSE_SLOW_CLIENT
+    conn.close(CloseCode.GOING_AWAY)  # a later close changes nothing
+    assert conn.close_code == CloseCode.SLOW_CLIENT
+    assert channel.interrupts == 1
     await asyncio.sleep(0)
-    assert handler.cancelled()
     assert channel.writes == []  # a closing connection gets no more data
+    assert flusher.writes == 0
 
 
 async def test_closed_transport_gets_no_writes() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import orjson
 
-from tickerhub_api.mirror import Mirror, Step
+from tickerhub_api.stream.mirror import Mirror, Step
 
 
 def test_check_classifies_seq() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import orjson
 
-from tickerhub_api.outbox import Outbox
+from tickerhub_api.stream.outbox import Outbox
 from tickerhub_core import wire
 
 

@@ -7,9 +7,11 @@ import asyncio
 import orjson
 import pytest
 
-from tickerhub_api.connection import CLOSE_SLOW_CLIENT, Connection
-from tickerhub_api.mirror import Mirror
-from tickerhub_api.prices import PriceStream
+from tickerhub_api.stream.connection import Connection
+from tickerhub_api.stream.mirror import Mirror
+from tickerhub_api.stream.prices import PriceStream
+from tickerhub_api.stream.protocol import CloseCode
+from tickerhub_api.stream.senders import AsgiSender
 
 
 def quote(symbol: str, seq: int = 1, price: float = 1.0) -> dict:
@@ -30,23 +32,23 @@ def stream() -> PriceStream:
     return PriceStream(mirror, max_symbols=3)
 
 
-def connect(stream: PriceStream) -> Connection:
+async def connect(stream: PriceStream) -> Connection:
     conn = Connection(max_frames=8)
-    stream.attach(conn)
+    await stream.attach(conn)
     return conn
 
 
-def test_connect_gets_full_snapshot(stream: PriceStream) -> None:
-    [snapshot] = drain(connect(stream))
+async def test_connect_gets_full_snapshot(stream: PriceStream) -> None:
+    [snapshot] = drain(await connect(stream))
     assert snapshot["type"] == "snapshot"
     assert snapshot["seq"] == 1
     assert set(snapshot["data"]) == {"AAPL", "MSFT", "TSLA"}
 
 
-def test_no_snapshot_before_load_then_one_on_first_load() -> None:
+async def test_no_snapshot_before_load_then_one_on_first_load() -> None:
     mirror = Mirror()
     stream = PriceStream(mirror, 3)
-    conn = connect(stream)
+    conn = await connect(stream)
     assert drain(conn) == []
     stream.publish_diff(1, 1, {"AAPL": quote("AAPL")})  # not synced: nothing
     assert drain(conn) == []
@@ -56,10 +58,10 @@ def test_no_snapshot_before_load_then_one_on_first_load() -> None:
     assert snapshot["seq"] == 4
 
 
-def test_watchlist_reply_and_filtering(stream: PriceStream) -> None:
-    conn = connect(stream)
+async def test_watchlist_reply_and_filtering(stream: PriceStream) -> None:
+    conn = await connect(stream)
     drain(conn)
-    stream.handle_text(conn, '{"watchlist": ["aapl", "NEWCO"]}')
+    await stream.handle_text(conn, '{"watchlist": ["aapl", "NEWCO"]}')
     [reply] = drain(conn)
     assert reply["type"] == "snapshot"
     assert set(reply["data"]) == {"AAPL"}
@@ -74,54 +76,54 @@ def test_watchlist_reply_and_filtering(stream: PriceStream) -> None:
     assert drain(conn)[0]["data"] == {"NEWCO": quote("NEWCO", 3)}
 
 
-def test_subscribe_and_unsubscribe(stream: PriceStream) -> None:
-    conn = connect(stream)
-    stream.handle_text(conn, '{"watchlist": ["AAPL"]}')
+async def test_subscribe_and_unsubscribe(stream: PriceStream) -> None:
+    conn = await connect(stream)
+    await stream.handle_text(conn, '{"watchlist": ["AAPL"]}')
     drain(conn)
-    stream.handle_text(conn, '{"subscribe": ["msft"]}')
+    await stream.handle_text(conn, '{"subscribe": ["msft"]}')
     [reply] = drain(conn)
     assert reply["partial"] is True
     assert set(reply["data"]) == {"MSFT"}
     assert reply["watchlist"] == ["AAPL", "MSFT"]
-    stream.handle_text(conn, '{"unsubscribe": ["AAPL"]}')
+    await stream.handle_text(conn, '{"unsubscribe": ["AAPL"]}')
     assert drain(conn) == [{"type": "unsubscribed", "symbols": ["AAPL"], "watchlist": ["MSFT"]}]
     stream.publish_diff(2, 1, {"AAPL": quote("AAPL", 2)})
     assert drain(conn) == []
 
 
-def test_unsubscribe_from_everything_lists_the_rest(stream: PriceStream) -> None:
-    conn = connect(stream)
+async def test_unsubscribe_from_everything_lists_the_rest(stream: PriceStream) -> None:
+    conn = await connect(stream)
     drain(conn)
-    stream.handle_text(conn, '{"unsubscribe": ["TSLA"]}')
+    await stream.handle_text(conn, '{"unsubscribe": ["TSLA"]}')
     assert drain(conn)[0]["watchlist"] == ["AAPL", "MSFT"]
 
 
-def test_errors_keep_the_watchlist(stream: PriceStream) -> None:
-    conn = connect(stream)
-    stream.handle_text(conn, '{"watchlist": ["AAPL", "MSFT"]}')
+async def test_errors_keep_the_watchlist(stream: PriceStream) -> None:
+    conn = await connect(stream)
+    await stream.handle_text(conn, '{"watchlist": ["AAPL", "MSFT"]}')
     drain(conn)
     for bad in ("nope", '{"watchlist": "AAPL"}', '{"subscribe": ["TSLA", "X1", "X2"]}'):
-        stream.handle_text(conn, bad)
+        await stream.handle_text(conn, bad)
         [error] = drain(conn)
         assert error["type"] == "error"
     assert error["code"] == "too_many_symbols"
     assert conn.watch == {"AAPL", "MSFT"}
-    stream.handle_text(conn, "ping")
+    await stream.handle_text(conn, "ping")
     assert drain(conn) == ["pong"]
 
 
-def test_whole_diff_frame_is_shared(stream: PriceStream) -> None:
-    a, b = connect(stream), connect(stream)
-    stream.handle_text(b, '{"watchlist": ["AAPL"]}')
+async def test_whole_diff_frame_is_shared(stream: PriceStream) -> None:
+    a, b = await connect(stream), await connect(stream)
+    await stream.handle_text(b, '{"watchlist": ["AAPL"]}')
     drain(a), drain(b)
     stream.publish_diff(2, 1, {"AAPL": quote("AAPL", 2)})
     assert a.outbox.take() is b.outbox.take()
 
 
-def test_resync_only_affected(stream: PriceStream) -> None:
-    a, b, c = connect(stream), connect(stream), connect(stream)
-    stream.handle_text(b, '{"watchlist": ["AAPL"]}')
-    stream.handle_text(c, '{"watchlist": ["TSLA"]}')
+async def test_resync_only_affected(stream: PriceStream) -> None:
+    a, b, c = await connect(stream), await connect(stream), await connect(stream)
+    await stream.handle_text(b, '{"watchlist": ["AAPL"]}')
+    await stream.handle_text(c, '{"watchlist": ["TSLA"]}')
     for conn in (a, b, c):
         drain(conn)
     stream.publish_diff(2, 1, {"AAPL": quote("AAPL", 2)})
@@ -135,9 +137,9 @@ def test_resync_only_affected(stream: PriceStream) -> None:
     assert drain(c) == []
 
 
-def test_detach_forgets(stream: PriceStream) -> None:
-    conn = connect(stream)
-    stream.handle_text(conn, '{"watchlist": ["AAPL"]}')
+async def test_detach_forgets(stream: PriceStream) -> None:
+    conn = await connect(stream)
+    await stream.handle_text(conn, '{"watchlist": ["AAPL"]}')
     stream.detach(conn)
     drain(conn)
     stream.publish_diff(2, 1, {"AAPL": quote("AAPL", 2)})
@@ -154,7 +156,8 @@ async def test_sender_sends_in_order_and_conflates_while_blocked() -> None:
         await gate.wait()
         sent.append(frame)
 
-    task = asyncio.create_task(conn.run_sender(send))
+    conn.sender = sender = AsgiSender(conn, send)
+    task = asyncio.create_task(sender.run())
     conn.send_frame("first")
     await asyncio.sleep(0)
     for seq in range(2, 50):
@@ -167,7 +170,7 @@ async def test_sender_sends_in_order_and_conflates_while_blocked() -> None:
         await asyncio.sleep(0)
     assert sent[0] == "first"
     assert [orjson.loads(f)["seq"] for f in sent[1:]] == [49]
-    conn.close(1000)
+    conn.close(CloseCode.GOING_AWAY)
     await asyncio.wait_for(task, 1)
 
 
@@ -177,19 +180,20 @@ async def test_stuck_sender_is_cancelled_on_close() -> None:
     async def send(frame: str) -> None:
         await asyncio.Event().wait()  # a client that never reads
 
-    task = asyncio.create_task(conn.run_sender(send))
+    conn.sender = sender = AsgiSender(conn, send)
+    task = asyncio.create_task(sender.run())
     conn.send_frame("x")
     await asyncio.sleep(0)
     loop = asyncio.get_running_loop()
     assert conn.stuck(loop.time() + 31, timeout=30)
     assert not conn.stuck(loop.time(), timeout=30)
-    conn.close(CLOSE_SLOW_CLIENT)
+    conn.close(CloseCode.SLOW_CLIENT)
     await asyncio.wait_for(task, 1)
-    assert conn.close_code == CLOSE_SLOW_CLIENT
+    assert conn.close_code == CloseCode.SLOW_CLIENT
 
 
 def test_too_many_queued_frames_closes() -> None:
     conn = Connection(max_frames=2)
     for _ in range(3):
         conn.send_frame("pong")
-    assert conn.close_code == CLOSE_SLOW_CLIENT
+    assert conn.close_code == CloseCode.SLOW_CLIENT

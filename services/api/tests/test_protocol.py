@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tickerhub_api.protocol import (
+from tickerhub_api.stream.protocol import (
     BAD_JSON,
     BAD_MESSAGE,
     BAD_SYMBOL,

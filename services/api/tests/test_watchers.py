@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tickerhub_api.watchers import WatchIndex
+from tickerhub_api.stream.watchers import WatchIndex
 
 
 def test_split_gives_each_connection_only_its_symbols() -> None:

@@ -30,8 +30,10 @@ def now_ms() -> int:
 def diff_message(seq: int, data: Mapping[str, Mapping[str, Any]], ts: int | None = None) -> bytes:
     """``{"type":"diff","seq":S,"ts":T,"data":{SYM:{changed fields}}}``.
 
-    The same bytes are what the api forwards to clients that watch every symbol
-    in the diff, so producers encode a diff once for the whole pipeline.
+    Producers publish these bytes; the api decodes them (it needs the fields
+    for its mirror and the per-watchlist subsets) and encodes each distinct
+    client frame once with this same function, shared by every client that
+    gets it.
     """
     return dumps({"type": "diff", "seq": seq, "ts": now_ms() if ts is None else ts, "data": data})
 

@@ -13,9 +13,11 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.types import Receive, Scope, Send
 
 from tickerhub_api.access import ApiKeyMiddleware, KeyCheck, cors_options
-from tickerhub_api.hub import Hub
 from tickerhub_api.routes import rest, ws
 from tickerhub_api.settings import ApiSettings
+from tickerhub_api.stream.hub import Hub
+from tickerhub_api.stream.policy import ConnectionPolicy
+from tickerhub_api.stream.reads import Reads
 from tickerhub_core.redis_client import redis_client
 
 
@@ -30,16 +32,37 @@ class TickerHubApp(FastAPI):
     FastAPI router (so the test client and any mounting still reach them), are
     called directly for those two paths. No middleware of this app acts on
     WebSockets (API keys and CORS are HTTP-only), so the behaviour is the same.
+
+    The path is matched as Starlette's router matches it: relative to the
+    ``root_path`` (``uvicorn --root-path``, or ``FastAPI(root_path=...)``, which
+    FastAPI copies into the scope), so the bypass also serves an api behind a
+    proxy prefix (tests/test_uvicorn.py).
     """
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":
-            endpoint = ws.STREAMS.get(scope["path"])
+            if self.root_path:
+                scope["root_path"] = self.root_path  # as FastAPI.__call__ does
+            endpoint = ws.STREAMS.get(_route_path(scope))
             if endpoint is not None:
                 scope["app"] = self
                 await endpoint(WebSocket(scope, receive, send))
                 return
         await super().__call__(scope, receive, send)
+
+
+def _route_path(scope: Scope) -> str:
+    """The path below ``root_path``, matched the way Starlette's router matches it
+    (its ``get_route_path`` is private, hence this copy of the rule)."""
+    path: str = scope["path"]
+    root_path: str = scope.get("root_path", "")
+    if (
+        root_path
+        and path.startswith(root_path)
+        and path[len(root_path) : len(root_path) + 1] == "/"
+    ):
+        return path[len(root_path) :]
+    return path
 
 
 def create_app(
@@ -51,18 +74,27 @@ def create_app(
     """Build the app. ``redis`` and ``history`` are injected by tests; when given, the
     caller owns them (the app does not close them)."""
     settings = settings or ApiSettings()
+    policy = ConnectionPolicy.from_settings(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # No read timeout: the hub's pub/sub reader waits with its own timeouts.
         client = redis or redis_client(settings, socket_timeout=None)
-        # ``None``: built on first use (routes/rest.py), so a process that never
-        # serves history never imports yfinance and pandas (tens of MiB).
-        app.state.history = history
-        hub = Hub(client, settings)
+        if history is None:
+            # The module is light; HistoryService imports yfinance and pandas (tens
+            # of MiB) only on its first fetch, so a process that never serves
+            # history never loads them.
+            from tickerhub_api.history import HistoryService
+
+            history_service: Any = HistoryService()
+        else:
+            history_service = history
+        hub = Hub(client, settings.keys, policy, settings.news_default_limit)
         app.state.settings = settings
         app.state.redis = client
+        app.state.history = history_service
         app.state.hub = hub
+        app.state.reads = Reads(hub)
         await hub.start()
         try:
             yield
@@ -80,7 +112,8 @@ def create_app(
     app.add_exception_handler(rest.ApiError, _api_error)  # type: ignore[arg-type]
     app.include_router(rest.router)
     app.include_router(ws.router)
-    app.state.ws_policy = ws.WsPolicy.from_settings(settings)
+    app.state.ws_admission = ws.Admission.from_settings(settings)
+    app.state.ws_policy = policy
     keys = KeyCheck(settings.api_key_list)
     if keys.enabled:
         app.add_middleware(ApiKeyMiddleware, keys=keys)

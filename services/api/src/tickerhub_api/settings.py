@@ -15,7 +15,7 @@ class ApiSettings(CommonSettings):
     ws_fast_path: bool = Field(
         default=True,
         description="Write WebSocket frames straight to uvicorn's transports (see "
-        "fastpath.py); false sends through plain ASGI, for comparison or troubleshooting.",
+        "stream/fastpath.py); false sends through plain ASGI, for comparison or troubleshooting.",
     )
     ws_max_symbols: int = Field(
         default=500, ge=1, description="Most symbols one WebSocket connection may watch."

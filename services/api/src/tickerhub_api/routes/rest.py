@@ -1,24 +1,24 @@
 """REST: the snapshot, one quote, its history, recent news, health.
 
-Quotes are served from the process's mirror while the hub is ready: it is
-exactly the Redis snapshot at ``mirror.seq`` (at most one pub/sub hop behind),
-so REST and the WebSocket stream agree, and REST traffic costs Redis nothing.
-When the hub is not ready (starting, or resubscribing after a Redis outage)
-the routes read Redis directly and answer 503 only if Redis itself fails.
-Every quote response carries the seq it reflects in ``X-TickerHub-Seq``.
+The routes get what they read through FastAPI dependencies (below): the
+stream machinery's narrow read view (:class:`~tickerhub_api.stream.reads.Reads`:
+quotes from the process's mirror while it is ready, else from Redis), the
+history service and the settings, all created with the app (``app.py``). They
+answer 503 only if Redis itself fails. Every quote response carries the seq it
+reflects in ``X-TickerHub-Seq``.
 """
 
 from __future__ import annotations
 
 import asyncio
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol
 
-from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
+from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from tickerhub_api.hub import Hub
 from tickerhub_api.schemas import (
     ErrorDetail,
     Health,
@@ -27,8 +27,9 @@ from tickerhub_api.schemas import (
     Quote,
     Readiness,
 )
+from tickerhub_api.settings import ApiSettings
+from tickerhub_api.stream.reads import Reads
 from tickerhub_core import wire
-from tickerhub_core.models import Quote as QuoteDict
 from tickerhub_core.symbols import InvalidSymbolError, normalize_symbol, parse_symbol_list
 
 router = APIRouter()
@@ -52,17 +53,42 @@ class ApiError(Exception):
         self.detail = detail
 
 
-def _hub(request: Request) -> Hub:
-    return request.app.state.hub
+class HistoryReader(Protocol):
+    """What the history route needs of ``history.HistoryService`` (not imported here:
+    it pulls in yfinance and pandas)."""
+
+    async def get(
+        self, symbol: str, start: datetime | None, end: datetime | None, interval: str
+    ) -> Any: ...
 
 
-async def _snapshot(hub: Hub) -> tuple[int, dict[str, QuoteDict]]:
-    if hub.ready:
-        return hub.mirror.seq, hub.mirror.view()
-    try:
-        return await hub.snapshots.load()
-    except RedisError as exc:
-        raise ApiError(503, f"quotes are unavailable: Redis is unreachable ({exc})") from None
+# -- dependencies: what the app's lifespan put in app.state ------------------------
+
+
+def _reads(request: Request) -> Reads:
+    return request.app.state.reads
+
+
+def _settings(request: Request) -> ApiSettings:
+    return request.app.state.settings
+
+
+def _history(request: Request) -> HistoryReader:
+    return request.app.state.history
+
+
+def _redis(request: Request) -> Redis:
+    return request.app.state.redis
+
+
+ReadsDep = Annotated[Reads, Depends(_reads)]
+SettingsDep = Annotated[ApiSettings, Depends(_settings)]
+HistoryDep = Annotated[HistoryReader, Depends(_history)]
+RedisDep = Annotated[Redis, Depends(_redis)]
+
+
+def _unavailable(what: str, exc: RedisError) -> ApiError:
+    return ApiError(503, f"{what} unavailable: Redis is unreachable ({exc})")
 
 
 def _symbol(raw: str) -> str:
@@ -78,8 +104,11 @@ def _symbol(raw: str) -> str:
     responses=_UNAVAILABLE,
     summary="Every symbol's latest quote",
 )
-async def tickers(request: Request, response: Response) -> Any:
-    seq, quotes = await _snapshot(_hub(request))
+async def tickers(reads: ReadsDep, response: Response) -> Any:
+    try:
+        seq, quotes = await reads.snapshot()
+    except RedisError as exc:
+        raise _unavailable("quotes are", exc) from None
     response.headers[SEQ_HEADER] = str(seq)
     return quotes
 
@@ -90,14 +119,12 @@ async def tickers(request: Request, response: Response) -> Any:
     responses={**_NOT_FOUND, **_BAD_SYMBOL, **_UNAVAILABLE},
     summary="One symbol's latest quote",
 )
-async def ticker(symbol: SymbolPath, request: Request, response: Response) -> Any:
+async def ticker(symbol: SymbolPath, reads: ReadsDep, response: Response) -> Any:
     canonical = _symbol(symbol)
-    hub = _hub(request)
-    if hub.ready:
-        seq, quote = hub.mirror.seq, hub.mirror.get(canonical)
-    else:
-        seq, quotes = await _snapshot(hub)
-        quote = quotes.get(canonical)
+    try:
+        seq, quote = await reads.quote(canonical)
+    except RedisError as exc:
+        raise _unavailable("quotes are", exc) from None
     if quote is None:
         raise ApiError(404, f"unknown symbol: {canonical}")
     response.headers[SEQ_HEADER] = str(seq)
@@ -117,20 +144,17 @@ async def ticker(symbol: SymbolPath, request: Request, response: Response) -> An
 )
 async def history(
     symbol: SymbolPath,
-    request: Request,
+    service: HistoryDep,
     start: Annotated[datetime | None, Query(description="ISO-8601 date or time.")] = None,
     end: Annotated[datetime | None, Query(description="ISO-8601 date or time.")] = None,
     interval: Annotated[str, Query(max_length=8, description="e.g. 1d, 1h, 5m.")] = "1d",
 ) -> Any:
     # Imported here: history pulls in yfinance and pandas, which nothing else needs.
-    from tickerhub_api.history import HistoryError, HistoryService
+    from tickerhub_api.history import HistoryError
 
     canonical = _symbol(symbol)
-    state = request.app.state
-    if state.history is None:
-        state.history = HistoryService()
     try:
-        return await state.history.get(canonical, start, end, interval)
+        return await service.get(canonical, start, end, interval)
     except HistoryError as exc:
         raise ApiError(exc.status_code, str(exc)) from None
 
@@ -142,13 +166,13 @@ async def history(
     summary="Recent news, newest first",
 )
 async def news(
-    request: Request,
+    reads: ReadsDep,
+    settings: SettingsDep,
     symbols: Annotated[
         str | None, Query(max_length=4096, description="Comma-separated symbols, e.g. AAPL,MSFT.")
     ] = None,
     limit: Annotated[int | None, Query(ge=1, description="How many items at most.")] = None,
 ) -> Any:
-    settings = request.app.state.settings
     wanted: list[str] | None = None
     if symbols is not None:
         try:
@@ -157,9 +181,9 @@ async def news(
             raise ApiError(422, str(exc)) from None
     count = min(limit or settings.news_default_limit, settings.news_max_limit)
     try:
-        return await _hub(request).news_store.recent(count, wanted)
+        return await reads.news(count, wanted)
     except RedisError as exc:
-        raise ApiError(503, f"news is unavailable: Redis is unreachable ({exc})") from None
+        raise _unavailable("news is", exc) from None
 
 
 @router.get("/healthz", response_model=Health, summary="The process is alive")
@@ -167,11 +191,11 @@ async def healthz() -> Any:
     return {"status": "ok"}
 
 
-async def _producer_beat(hub: Hub) -> int | None:
+async def _producer_beat(reads: Reads) -> int | None:
     """Epoch ms of the producer's last heartbeat; None if expired, absent or unreadable."""
     try:
         async with asyncio.timeout(READY_PING_TIMEOUT):
-            return await hub.snapshots.last_beat()
+            return await reads.producer_beat()
     except (RedisError, OSError, TimeoutError, ValueError):
         return None
 
@@ -182,22 +206,22 @@ async def _producer_beat(hub: Hub) -> int | None:
     responses={503: {"model": Readiness, "description": "Not ready."}},
     summary="Redis reachable and snapshot loaded",
 )
-async def readyz(request: Request) -> Any:
-    hub = _hub(request)
+async def readyz(reads: ReadsDep, redis: RedisDep) -> Any:
     try:
         async with asyncio.timeout(READY_PING_TIMEOUT):
-            redis_ok = bool(await request.app.state.redis.ping())
+            redis_ok = bool(await redis.ping())
     except (RedisError, OSError, TimeoutError):
         redis_ok = False
-    beat = await _producer_beat(hub) if redis_ok else None
-    ready = redis_ok and hub.ready
+    beat = await _producer_beat(reads) if redis_ok else None
+    status = reads.status()
+    ready = redis_ok and status.ready
     body = {
         "status": "ready" if ready else "not ready",
         "redis": redis_ok,
-        "snapshot": hub.ready,
-        "seq": hub.mirror.seq,
-        "symbols": len(hub.mirror),
-        "connections": len(hub.prices.connections) + len(hub.news.connections),
+        "snapshot": status.ready,
+        "seq": status.seq,
+        "symbols": status.symbols,
+        "connections": status.connections,
         "producer_age_s": None if beat is None else max(0.0, (wire.now_ms() - beat) / 1000),
     }
     return JSONResponse(body, status_code=200 if ready else 503)

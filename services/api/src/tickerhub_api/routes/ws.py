@@ -1,15 +1,20 @@
-"""``/ws/prices`` and ``/ws/news``: admit, accept, register, read client messages, send via
-the outbox.
+"""``/ws/prices`` and ``/ws/news``: adapt ASGI WebSockets to the stream machinery.
 
 Admission (:func:`_admit`), before any data: the Origin allowlist (refused before
 accept: HTTP 403), the per-process connection ceiling (accepted, then closed
 with 1013), then, when API keys are on, a key from the URL, the headers or a
 first ``{"auth": "<key>"}`` message (else closed with 1008).
 
-Per connection there are then two tasks: this handler reading client frames
-(each one through the rate limiter), and the connection's sender
-(``Connection.run_sender``). Whichever ends first ends the other: a client that
-leaves stops the sender, a sender closed for slowness closes the socket with 4008.
+Then the connection is registered with its stream and this handler reads client
+frames (each one through the rate limiter) until the client leaves or the
+connection is closed. How frames are sent depends on the transport:
+
+* fast path (uvicorn's scope carries a ``FastChannel``): this task only reads;
+  the hub's flusher writes. A close by the server (slow client, shutdown)
+  interrupts the pending ``receive`` (``FastChannel.interrupt``); this task
+  then sends the close frame.
+* ASGI path: a second task runs the connection's ``AsgiSender``; whichever of
+  the two ends first ends the other.
 """
 
 from __future__ import annotations
@@ -25,20 +30,19 @@ from fastapi import APIRouter, WebSocket
 from starlette.types import Message
 
 from tickerhub_api.access import API_KEY_QUERY, KeyCheck, OriginCheck, key_from_headers, key_id
-from tickerhub_api.connection import CLOSE_GOING_AWAY, CLOSE_SLOW_CLIENT, Connection
-from tickerhub_api.fastpath import EXTENSION, FastChannel
-from tickerhub_api.hub import Hub
-from tickerhub_api.limits import ConnectionSlots, MessageLimiter, Verdict
-from tickerhub_api.news import NewsStream
-from tickerhub_api.prices import PriceStream, error_frame
-from tickerhub_api.protocol import (
-    BINARY_NOT_SUPPORTED,
-    CLOSE_IDLE,
-    CLOSE_POLICY,
-    CLOSE_TRY_AGAIN,
-    RATE_LIMITED,
-)
+from tickerhub_api.limits import ConnectionSlots, Verdict
 from tickerhub_api.settings import ApiSettings
+from tickerhub_api.stream.connection import Connection
+from tickerhub_api.stream.fastpath import EXTENSION, FastChannel
+from tickerhub_api.stream.hub import Hub
+from tickerhub_api.stream.policy import ConnectionPolicy
+from tickerhub_api.stream.protocol import (
+    BINARY_NOT_SUPPORTED,
+    RATE_LIMITED,
+    CloseCode,
+    error_frame,
+)
+from tickerhub_api.stream.streams import Stream
 
 log = logging.getLogger(__name__)
 
@@ -47,44 +51,26 @@ router = APIRouter()
 # How long to try to deliver a close frame to a client that may not be reading.
 CLOSE_GRACE_SECONDS = 1.0
 
-TextHandler = Callable[[Connection, str], Awaitable[None] | None]
-
-CLOSE_REASONS = {
-    CLOSE_GOING_AWAY: "server shutting down: reconnect",
-    CLOSE_SLOW_CLIENT: "slow client: not reading",
-    CLOSE_POLICY: "too many messages",
-    CLOSE_IDLE: "idle timeout",
-}
-
 
 @dataclass
-class WsPolicy:
-    """Who may connect and how much they may say; one per app (``app.state.ws_policy``)."""
+class Admission:
+    """Who may connect; one per app (``app.state.ws_admission``).
+
+    What a connection may then do is its
+    :class:`~tickerhub_api.stream.policy.ConnectionPolicy` (``app.state.ws_policy``).
+    """
 
     keys: KeyCheck
     origins: OriginCheck
     slots: ConnectionSlots
-    auth_timeout: float
-    idle_timeout: float  # 0: none
-    rate: float  # messages per second; 0: no limit
-    burst: int
-    strikes: int
 
     @classmethod
-    def from_settings(cls, settings: ApiSettings) -> WsPolicy:
+    def from_settings(cls, settings: ApiSettings) -> Admission:
         return cls(
             keys=KeyCheck(settings.api_key_list),
             origins=OriginCheck(settings.allowed_origin_list),
             slots=ConnectionSlots(settings.ws_max_connections),
-            auth_timeout=settings.ws_auth_timeout,
-            idle_timeout=settings.ws_idle_timeout,
-            rate=settings.ws_max_messages_per_second,
-            burst=settings.ws_message_burst,
-            strikes=settings.ws_rate_limit_strikes,
         )
-
-    def limiter(self) -> MessageLimiter | None:
-        return MessageLimiter(self.rate, self.burst, self.strikes) if self.rate > 0 else None
 
 
 @router.websocket("/ws/prices")
@@ -97,25 +83,21 @@ async def news_ws(websocket: WebSocket) -> None:
     await _stream(websocket, websocket.app.state.hub.news)
 
 
-async def _stream(websocket: WebSocket, stream: PriceStream | NewsStream) -> None:
+async def _stream(websocket: WebSocket, stream: Stream) -> None:
     """Admit, register with ``stream`` (which queues the first snapshot), serve, clean up."""
-    policy: WsPolicy = websocket.app.state.ws_policy
-    if not await _admit(websocket, policy):
+    state = websocket.app.state
+    admission: Admission = state.ws_admission
+    policy: ConnectionPolicy = state.ws_policy
+    if not await _admit(websocket, admission, policy.auth_timeout):
         return
     try:
-        hub: Hub = websocket.app.state.hub
-        conn = hub.new_connection()
+        hub: Hub = state.hub
         if (channel := _fast_channel(websocket)) is not None:
-            conn.use_channel(channel, _current_task())
-        try:
-            attached = stream.attach(conn)
-            if attached is not None:
-                await attached  # news loads its recent items from Redis
-            await _serve(websocket, conn, stream.handle_text, policy)
-        finally:
-            stream.detach(conn)
+            await _serve_fast(websocket, hub, channel, stream, policy)
+        else:
+            await _serve_asgi(websocket, hub, stream, policy)
     finally:
-        policy.slots.release()
+        admission.slots.release()
 
 
 # The streams by path, for the app's direct dispatch (app.TickerHubApp).
@@ -125,22 +107,22 @@ STREAMS = {"/ws/prices": prices_ws, "/ws/news": news_ws}
 # -- admission -----------------------------------------------------------------
 
 
-async def _admit(websocket: WebSocket, policy: WsPolicy) -> bool:
+async def _admit(websocket: WebSocket, policy: Admission, auth_timeout: float) -> bool:
     """``True``: accepted, authenticated and holding a slot (the caller releases it).
     ``False``: refused, and the socket is closed (or was never accepted)."""
     origin = websocket.headers.get("origin")
     if not policy.origins.allows(origin):
         log.info("refused a WebSocket from %s: origin %.100r not allowed", _peer(websocket), origin)
-        await websocket.close(CLOSE_POLICY, "origin not allowed")  # before accept: HTTP 403
+        await websocket.close(CloseCode.POLICY, "origin not allowed")  # before accept: HTTP 403
         return False
     if not policy.slots.acquire():
         log.warning("refused a WebSocket: WS_MAX_CONNECTIONS (%d) reached", policy.slots.limit)
         await websocket.accept()
-        await _close(websocket, CLOSE_TRY_AGAIN, "too many connections: try again later")
+        await _close(websocket, CloseCode.TRY_AGAIN, "too many connections: try again later")
         return False
     try:
         await websocket.accept()
-        if not policy.keys.enabled or await _authenticate(websocket, policy):
+        if not policy.keys.enabled or await _authenticate(websocket, policy.keys, auth_timeout):
             return True
     except BaseException:
         policy.slots.release()
@@ -149,12 +131,12 @@ async def _admit(websocket: WebSocket, policy: WsPolicy) -> bool:
     return False
 
 
-async def _authenticate(websocket: WebSocket, policy: WsPolicy) -> bool:
+async def _authenticate(websocket: WebSocket, keys: KeyCheck, auth_timeout: float) -> bool:
     """A key from ``?api_key=``, the headers, or a first ``{"auth": "<key>"}`` message."""
     key = websocket.query_params.get(API_KEY_QUERY) or key_from_headers(websocket.headers)
     if key is None:
         try:
-            async with asyncio.timeout(policy.auth_timeout):
+            async with asyncio.timeout(auth_timeout):
                 message = await websocket.receive()
         except TimeoutError:
             return await _refuse(websocket, "authentication timeout")
@@ -163,7 +145,7 @@ async def _authenticate(websocket: WebSocket, policy: WsPolicy) -> bool:
         key = _auth_key(message.get("text"))
         if key is None:
             return await _refuse(websocket, 'authentication required: send {"auth": "<key>"}')
-    if not policy.keys.valid(key):
+    if not keys.valid(key):
         return await _refuse(websocket, "invalid API key")
     log.debug("WebSocket from %s authenticated with key %s", _peer(websocket), key_id(key))
     return True
@@ -171,7 +153,7 @@ async def _authenticate(websocket: WebSocket, policy: WsPolicy) -> bool:
 
 async def _refuse(websocket: WebSocket, reason: str) -> bool:
     log.info("refused a WebSocket from %s: %s", _peer(websocket), reason)
-    await _close(websocket, CLOSE_POLICY, reason)
+    await _close(websocket, CloseCode.POLICY, reason)
     return False
 
 
@@ -202,41 +184,47 @@ async def _close(websocket: WebSocket, code: int, reason: str) -> None:
 # -- serving -------------------------------------------------------------------
 
 
-async def _serve(
-    websocket: WebSocket, conn: Connection, on_text: TextHandler, policy: WsPolicy
-) -> None:
-    if conn.channel is not None:
-        await _serve_fast(websocket, conn, on_text, policy)
-        return
-    sender = asyncio.create_task(conn.run_sender(_text_sender(websocket)))
-    reader = asyncio.create_task(
-        _read(websocket, conn, on_text, policy.limiter(), policy.idle_timeout)
-    )
-    try:
-        await asyncio.wait((sender, reader), return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in (sender, reader):
-            task.cancel()
-        for task in (sender, reader):
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-    if conn.close_code is not None:
-        await _close(websocket, conn.close_code, CLOSE_REASONS.get(conn.close_code, ""))
-
-
 async def _serve_fast(
-    websocket: WebSocket, conn: Connection, on_text: TextHandler, policy: WsPolicy
+    websocket: WebSocket, hub: Hub, channel: FastChannel, stream: Stream, policy: ConnectionPolicy
 ) -> None:
-    """Fast path: this task only reads; the hub's Flusher writes. ``conn.close`` cancels us."""
+    """Fast path: this task only reads; the hub's flusher writes. A close by the server
+    interrupts the pending ``receive`` (``FastChannel.interrupt``), and ``_read`` returns."""
+    conn = hub.fast_connection(channel)
     try:
-        await _read(websocket, conn, on_text, policy.limiter(), policy.idle_timeout)
-    except asyncio.CancelledError:
-        task = asyncio.current_task()
-        if conn.close_code is None or task is None or task.cancelling() > 1:
-            raise
-        task.uncancel()
-    if conn.close_code is not None:
-        await _close(websocket, conn.close_code, CLOSE_REASONS.get(conn.close_code, ""))
+        await stream.attach(conn)
+        await _read(websocket, conn, stream, policy)
+        # Still registered until the close frame is sent: the hub's close_all waits for that.
+        await _send_close(websocket, conn)
+    finally:
+        stream.detach(conn)
+
+
+async def _serve_asgi(
+    websocket: WebSocket, hub: Hub, stream: Stream, policy: ConnectionPolicy
+) -> None:
+    """ASGI path: a sender task beside this reader; whichever ends first ends the other."""
+    conn, sender = hub.asgi_connection(_text_sender(websocket))
+    try:
+        await stream.attach(conn)  # news loads its recent items from Redis
+        sending = asyncio.create_task(sender.run())
+        reading = asyncio.create_task(_read(websocket, conn, stream, policy))
+        try:
+            await asyncio.wait((sending, reading), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (sending, reading):
+                task.cancel()
+            for task in (sending, reading):
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        await _send_close(websocket, conn)
+    finally:
+        stream.detach(conn)
+
+
+async def _send_close(websocket: WebSocket, conn: Connection) -> None:
+    code = conn.close_code
+    if code is not None:
+        await _close(websocket, code, code.reason)
 
 
 def _fast_channel(websocket: WebSocket) -> FastChannel | None:
@@ -245,12 +233,10 @@ def _fast_channel(websocket: WebSocket) -> FastChannel | None:
 
 
 async def _read(
-    websocket: WebSocket,
-    conn: Connection,
-    on_text: TextHandler,
-    limiter: MessageLimiter | None,
-    idle_timeout: float,
+    websocket: WebSocket, conn: Connection, stream: Stream, policy: ConnectionPolicy
 ) -> None:
+    limiter = policy.limiter()
+    idle_timeout = policy.idle_timeout
     while True:
         message: Message
         if idle_timeout:
@@ -258,17 +244,17 @@ async def _read(
                 async with asyncio.timeout(idle_timeout):
                     message = await websocket.receive()
             except TimeoutError:
-                conn.close(CLOSE_IDLE)
+                conn.close(CloseCode.IDLE)
                 return
         else:
             message = await websocket.receive()
-        if message["type"] == "websocket.disconnect":
+        if message["type"] == "websocket.disconnect" or conn.close_code is not None:
             return
         if limiter is not None:
             verdict = limiter.check()
             if verdict is Verdict.ABUSE:
                 log.info("closing %r: kept sending over the message rate limit", conn)
-                conn.close(CLOSE_POLICY)
+                conn.close(CloseCode.POLICY)
                 return
             if verdict is Verdict.REJECT:
                 conn.send_frame(
@@ -285,21 +271,13 @@ async def _read(
         if text is not None:
             if _auth_key(text) is not None:
                 continue  # authenticated already (or the api is open): nothing to do
-            result = on_text(conn, text)
-            if result is not None:
-                await result
+            await stream.handle_text(conn, text)
         else:
             conn.send_frame(
                 error_frame(BINARY_NOT_SUPPORTED, "send text frames: 'ping' or a JSON object")
             )
         if conn.close_code is not None:
             return
-
-
-def _current_task() -> asyncio.Task[None]:
-    task = asyncio.current_task()
-    assert task is not None
-    return task
 
 
 def _text_sender(websocket: WebSocket) -> Callable[[str], Awaitable[None]]:

@@ -13,17 +13,16 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
-from tickerhub_api.connection import Connection
-from tickerhub_api.mirror import Mirror
-from tickerhub_api.prices import PONG, error_frame
-from tickerhub_api.protocol import TOO_MANY_SYMBOLS, UNAVAILABLE, Ping, ProtocolError, parse_message
-from tickerhub_api.watchers import WatchIndex
+from tickerhub_api.stream.connection import Connection
+from tickerhub_api.stream.mirror import Mirror
+from tickerhub_api.stream.protocol import UNAVAILABLE, Command, encode, error_frame
+from tickerhub_api.stream.streams import Stream, listed
 from tickerhub_core import wire
 from tickerhub_core.models import NewsItem
 from tickerhub_core.store import NewsStore
 
 
-class NewsStream:
+class NewsStream(Stream):
     def __init__(
         self,
         store: NewsStore,
@@ -31,69 +30,50 @@ class NewsStream:
         max_symbols: int,
         mirror: Mirror,
     ) -> None:
+        super().__init__(max_symbols)
         self._store = store
         self._limit = limit
-        self._max_symbols = max_symbols
         self._mirror = mirror
-        self._index: WatchIndex[Connection] = WatchIndex()
         self._holding: dict[Connection, list[NewsItem]] = {}
         self._locks: dict[Connection, asyncio.Lock] = {}
-        self.connections: set[Connection] = set()
 
-    async def attach(self, conn: Connection) -> None:
-        self.connections.add(conn)
+    async def _attached(self, conn: Connection) -> None:
         self._locks[conn] = asyncio.Lock()
-        self._index.watch_everything(conn)
         await self.send_snapshot(conn)
 
     def detach(self, conn: Connection) -> None:
-        self.connections.discard(conn)
-        self._index.remove(conn, conn.watch)
+        super().detach(conn)
         self._holding.pop(conn, None)
         self._locks.pop(conn, None)
 
-    async def handle_text(self, conn: Connection, text: str) -> None:
-        try:
-            message = parse_message(text, self._max_symbols)
-        except ProtocolError as exc:
-            conn.send_frame(error_frame(exc.code, exc.message))
-            return
-        if isinstance(message, Ping):
-            conn.send_frame(PONG)
-            return
-        symbols = message.symbols
-        if message.action == "unsubscribe":
+    async def _apply(self, conn: Connection, command: Command) -> None:
+        symbols = command.symbols
+        if command.action == "unsubscribe":
             assert symbols is not None
             # As for prices, "everything but these" becomes today's symbols minus these.
             current = set(self._mirror.symbols()) if conn.watch is None else conn.watch
             new_watch = current.difference(symbols)
             self._set_watch(conn, new_watch)
             conn.send_frame(
-                _encode(
+                encode(
                     {
                         "type": "unsubscribed",
                         "symbols": list(symbols),
-                        "watchlist": sorted(new_watch),
+                        "watchlist": listed(new_watch),
                     }
                 )
             )
             return
-        if message.action == "subscribe":
+        if command.action == "subscribe":
             assert symbols is not None
             if conn.watch is not None:
-                merged = conn.watch.union(symbols)
-                if len(merged) > self._max_symbols:
-                    conn.send_frame(
-                        error_frame(
-                            TOO_MANY_SYMBOLS, f"at most {self._max_symbols} symbols per connection"
-                        )
-                    )
-                    return
-                self._set_watch(conn, merged)
+                added = [s for s in symbols if s not in conn.watch]
+                self._check_room(conn, len(added))
+                self._set_watch(conn, conn.watch.union(added))
         else:
             self._set_watch(conn, None if symbols is None else set(symbols))
         reply = {
-            "watchlist": None if conn.watch is None else sorted(conn.watch),
+            "watchlist": listed(conn.watch),
             "unknown": [s for s in symbols or () if s not in self._mirror],
         }
         await self.send_snapshot(conn, reply)
@@ -115,7 +95,7 @@ class NewsStream:
                 held = self._holding.pop(conn, [])
             if conn not in self.connections:
                 return
-            conn.send_frame(_encode({"type": "snapshot", "data": items, **(reply or {})}))
+            conn.send_frame(encode({"type": "snapshot", "data": items, **(reply or {})}))
             seen = {item["id"] for item in items}
             late = [item for item in held if item["id"] not in seen and self._wants(conn, item)]
             if late:
@@ -147,14 +127,6 @@ class NewsStream:
             if conn not in self._holding:
                 conn.send_frame(wire.news_message(mine).decode())
 
-    def _set_watch(self, conn: Connection, watch: set[str] | None) -> None:
-        self._index.rewatch(conn, conn.watch, watch)
-        conn.watch = watch
-
     @staticmethod
     def _wants(conn: Connection, item: NewsItem) -> bool:
         return conn.watch is None or not conn.watch.isdisjoint(item.get("tickers") or ())
-
-
-def _encode(message: dict[str, Any]) -> str:
-    return wire.dumps(message).decode()

@@ -1,9 +1,10 @@
-"""The process's single Redis subscription, feeding the mirror and both streams.
+"""The process's single Redis subscription: read each message, check its seq, hand it on.
 
 One pub/sub connection per api process, whatever the number of clients. Each
-message is handled as soon as it is read (a dict merge and some event sets per
-watching connection) so the Redis socket is always drained; the sends happen in
-each connection's own task.
+message is handled as soon as it is read (a dict merge in the mirror, then the
+price stream's fan-out: outbox merges and wakes per watching connection) so the
+Redis socket is always drained; no client is awaited here. The frames leave
+later through each connection's sender (``senders.py``).
 
 Order matters on (re)connect: subscribe first, then load ``(seq, snapshot)``
 in one transaction, then apply only diffs with a higher seq. A diff that is not
@@ -22,17 +23,15 @@ from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
-from tickerhub_api.connection import CLOSE_SLOW_CLIENT, Connection, Flusher
-from tickerhub_api.mirror import Mirror, Step
-from tickerhub_api.news import NewsStream
-from tickerhub_api.prices import PriceStream
-from tickerhub_api.settings import ApiSettings
+from tickerhub_api.stream.mirror import Mirror, Step
+from tickerhub_api.stream.news import NewsStream
+from tickerhub_api.stream.prices import PriceStream
 from tickerhub_core import wire
 from tickerhub_core.backoff import Backoff
 from tickerhub_core.cancellation import honour_cancellation
 from tickerhub_core.keys import RedisKeys
 from tickerhub_core.logs import ConditionLog
-from tickerhub_core.store import NewsStore, SnapshotStore
+from tickerhub_core.store import SnapshotStore
 
 log = logging.getLogger(__name__)
 
@@ -47,71 +46,33 @@ BEHIND_GRACE_SECONDS = 15.0
 BEHIND_RETRY_SECONDS = 0.25
 
 
-class Hub:
-    def __init__(self, redis: Redis, settings: ApiSettings) -> None:
+class Subscription:
+    """Runs until cancelled (:meth:`run`), reconnecting with backoff."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        keys: RedisKeys,
+        snapshots: SnapshotStore,
+        mirror: Mirror,
+        prices: PriceStream,
+        news: NewsStream,
+    ) -> None:
         self._redis = redis
-        self._settings = settings
-        self._keys: RedisKeys = settings.keys
-        self.snapshots = SnapshotStore(redis, self._keys)
-        self.news_store = NewsStore(redis, self._keys)
-        self.mirror = Mirror()
-        self.flusher = Flusher()
-        self.prices = PriceStream(self.mirror, settings.ws_max_symbols)
-        self.news = NewsStream(
-            self.news_store, settings.news_default_limit, settings.ws_max_symbols, self.mirror
-        )
+        self._keys = keys
+        self._snapshots = snapshots
+        self.mirror = mirror
+        self.prices = prices
+        self.news = news
         self.subscribed = False
         self.reloads = 0
         self._reconnected = False
         self._behind_since: float | None = None
         self._retry_at: float | None = None
-        self._tasks: list[asyncio.Task[None]] = []
         self._backoff = Backoff(base=0.2, cap=10.0)
         self._outage = ConditionLog(log, "redis subscription")
 
-    @property
-    def ready(self) -> bool:
-        """Subscribed and holding a snapshot: what ``/readyz`` reports."""
-        return self.subscribed and self.mirror.loaded
-
-    def new_connection(self) -> Connection:
-        return Connection(self._settings.ws_send_queue_bound, self.flusher)
-
-    # -- lifecycle -----------------------------------------------------------
-
-    async def start(self) -> None:
-        self._tasks = [
-            asyncio.create_task(self._run(), name="hub-subscription"),
-            asyncio.create_task(self._sweep(), name="hub-slow-client-sweep"),
-        ]
-
-    async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks = []
-
-    async def close_all(self, code: int, grace: float) -> int:
-        """Close every WebSocket with ``code``; wait (at most ``grace`` s) until they are gone.
-
-        Used on shutdown so clients see 1001 "going away" from us rather than
-        uvicorn's 1012; returns how many connections were still open when asked.
-        """
-        conns = [*self.prices.connections, *self.news.connections]
-        for conn in conns:
-            conn.close(code)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + grace
-        # Polling: a one-off wait at shutdown does not justify a detach event on the hot path.
-        while (self.prices.connections or self.news.connections) and loop.time() < deadline:  # noqa: ASYNC110
-            await asyncio.sleep(0.02)
-        return len(conns)
-
-    # -- the subscription ----------------------------------------------------
-
-    async def _run(self) -> None:
+    async def run(self) -> None:
         while True:
             try:
                 await self._session()
@@ -167,7 +128,7 @@ class Hub:
         return max(0.0, min(IDLE_PING_SECONDS, self._retry_at - _now()))
 
     async def _reload(self) -> None:
-        seq, quotes = await self.snapshots.load()
+        seq, quotes = await self._snapshots.load()
         self._retry_at = None
         if self.mirror.loaded and seq < self.mirror.seq:
             now = _now()
@@ -220,20 +181,6 @@ class Hub:
         self.mirror.apply(seq, diff)
         self.prices.publish_diff(seq, message.get("ts"), diff)
         return False
-
-    # -- slow clients ----------------------------------------------------------
-
-    async def _sweep(self) -> None:
-        """Close connections whose one send has been blocked for too long (they do not read)."""
-        loop = asyncio.get_running_loop()
-        timeout = self._settings.ws_send_timeout
-        while True:
-            await asyncio.sleep(min(1.0, timeout / 4))
-            now = loop.time()
-            for conn in [*self.prices.connections, *self.news.connections]:
-                if conn.stuck(now, timeout):
-                    log.info("closing %r: a send was blocked for over %.0fs", conn, timeout)
-                    conn.close(CLOSE_SLOW_CLIENT)
 
 
 def _now() -> float:

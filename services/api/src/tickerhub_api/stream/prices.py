@@ -1,9 +1,10 @@
 """The ``/ws/prices`` stream: watchlists, replies and the fan-out of diffs.
 
-Everything here is synchronous: the hub calls :meth:`PriceStream.publish_diff`
-for each diff straight from its Redis reader, and the cost is one encode per
-diff plus, per watching connection, a dict merge and an event set. Nothing
-waits for a client.
+Nothing here waits for a client: the subscription calls
+:meth:`PriceStream.publish_diff` for each diff straight from its Redis reader,
+and the cost is one encode per distinct frame plus, per watching connection, an
+outbox merge and a wake. The connection's sender writes the frames later (see
+``senders.py``).
 """
 
 from __future__ import annotations
@@ -11,56 +12,30 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from tickerhub_api.connection import Connection
-from tickerhub_api.mirror import Mirror
-from tickerhub_api.protocol import TOO_MANY_SYMBOLS, Command, Ping, ProtocolError, parse_message
-from tickerhub_api.watchers import WatchIndex
+from tickerhub_api.stream.connection import Connection
+from tickerhub_api.stream.mirror import Mirror
+from tickerhub_api.stream.protocol import Command, encode
+from tickerhub_api.stream.streams import Stream, listed
 from tickerhub_core import wire
 
-PONG = "pong"
 
-
-def error_frame(code: str, message: str) -> str:
-    return wire.error_message(code, message).decode()
-
-
-class PriceStream:
+class PriceStream(Stream):
     def __init__(self, mirror: Mirror, max_symbols: int) -> None:
+        super().__init__(max_symbols)
         self._mirror = mirror
-        self._max_symbols = max_symbols
-        self._index: WatchIndex[Connection] = WatchIndex()
-        self.connections: set[Connection] = set()
-
-    # -- connections ---------------------------------------------------------
-
-    def attach(self, conn: Connection) -> None:
-        """Register a new connection; it gets a full snapshot now, or once the hub has loaded."""
-        self.connections.add(conn)
-        self._index.watch_everything(conn)
-        if self._mirror.loaded:
-            self._queue_snapshot(conn)
-
-    def detach(self, conn: Connection) -> None:
-        self.connections.discard(conn)
-        self._index.remove(conn, conn.watch)
 
     # -- client messages -----------------------------------------------------
 
-    def handle_text(self, conn: Connection, text: str) -> None:
-        try:
-            message = parse_message(text, self._max_symbols)
-            if isinstance(message, Ping):
-                conn.send_frame(PONG)
-            else:
-                self._apply(conn, message)
-        except ProtocolError as exc:
-            conn.send_frame(error_frame(exc.code, exc.message))
+    async def _attached(self, conn: Connection) -> None:
+        # A full snapshot now, or once the first load happened (resync).
+        if self._mirror.loaded:
+            self._queue_snapshot(conn)
 
-    def _apply(self, conn: Connection, command: Command) -> None:
+    async def _apply(self, conn: Connection, command: Command) -> None:
         symbols = command.symbols
         if command.action == "watchlist":
             self._set_watch(conn, None if symbols is None else set(symbols))
-            self._queue_snapshot(conn, reply={"watchlist": _listed(conn.watch)}, asked=symbols)
+            self._queue_snapshot(conn, reply={"watchlist": listed(conn.watch)}, asked=symbols)
         elif command.action == "subscribe":
             assert symbols is not None
             self._subscribe(conn, symbols)
@@ -72,12 +47,7 @@ class PriceStream:
         watch = conn.watch
         if watch is not None:
             added = [s for s in symbols if s not in watch]
-            if len(watch) + len(added) > self._max_symbols:
-                raise ProtocolError(
-                    TOO_MANY_SYMBOLS,
-                    f"at most {self._max_symbols} symbols per connection "
-                    f"({len(watch)} watched, {len(added)} more asked)",
-                )
+            self._check_room(conn, len(added))
             watch.update(added)
             self._index.watch(conn, added)
         if not self._mirror.loaded:
@@ -87,7 +57,7 @@ class PriceStream:
         conn.outbox.drop(symbols)
         conn.outbox.floor(seq)
         conn.send_frame(
-            _encode(
+            encode(
                 {
                     "type": "snapshot",
                     "seq": seq,
@@ -95,7 +65,7 @@ class PriceStream:
                     "data": self._mirror.view(symbols),
                     "subscribed": list(symbols),
                     "unknown": self._unknown(symbols),
-                    "watchlist": _listed(conn.watch),
+                    "watchlist": listed(conn.watch),
                 }
             )
         )
@@ -109,20 +79,16 @@ class PriceStream:
             self._index.unwatch(conn, symbols)
         conn.outbox.drop(symbols)
         conn.send_frame(
-            _encode(
+            encode(
                 {
                     "type": "unsubscribed",
                     "symbols": list(symbols),
-                    "watchlist": _listed(conn.watch),
+                    "watchlist": listed(conn.watch),
                 }
             )
         )
 
-    def _set_watch(self, conn: Connection, watch: set[str] | None) -> None:
-        self._index.rewatch(conn, conn.watch, watch)
-        conn.watch = watch
-
-    # -- from the hub --------------------------------------------------------
+    # -- from the subscription --------------------------------------------------------
 
     def publish_diff(self, seq: int, ts: int | None, data: Mapping[str, Mapping[str, Any]]) -> None:
         """Fan one diff (already applied to the mirror) out to the connections that watch it.
@@ -200,7 +166,7 @@ class PriceStream:
             if reply is not None:
                 message.update(reply)
                 message["unknown"] = self._unknown(asked or ())
-            frame = _encode(message)
+            frame = encode(message)
         conn.outbox.clear_pending()
         conn.outbox.floor(mirror.seq)
         conn.synced = True
@@ -209,11 +175,3 @@ class PriceStream:
     def _unknown(self, symbols: Iterable[str]) -> list[str]:
         mirror = self._mirror
         return [s for s in symbols if s not in mirror]
-
-
-def _listed(watch: set[str] | None) -> list[str] | None:
-    return None if watch is None else sorted(watch)
-
-
-def _encode(message: dict[str, Any]) -> str:
-    return wire.dumps(message).decode()

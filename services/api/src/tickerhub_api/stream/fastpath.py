@@ -13,8 +13,9 @@ protocol, plus a few lines) puts a :class:`FastChannel` into each WebSocket
 scope under ``scope["extensions"]["tickerhub.fast_send"]``. The api then frames
 a payload once (:func:`text_frame`) and writes the same bytes to every
 transport that wants them, synchronously, from one flush per event-loop turn
-(``connection.Flusher``). Without the extension (another server, the test client,
-per-message deflate negotiated) the api falls back to plain ASGI sends.
+(``flusher.Flusher``, through ``senders.FastSender``). Without the extension
+(another server, the test client, ``WS_FAST_PATH=false``, per-message deflate
+negotiated) the api falls back to plain ASGI sends (``senders.AsgiSender``).
 
 Writing to the transport directly is sound because server-to-client frames
 carry no state in the WebSocket protocol (no masking, and uvicorn never
@@ -38,6 +39,8 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIO
 EXTENSION = "tickerhub.fast_send"
 
 _OPCODE_TEXT_FIN = 0x81
+# What FastChannel.interrupt queues: a receive event with neither text nor bytes.
+_INTERRUPT = {"type": "websocket.receive", EXTENSION: "interrupt"}
 
 
 def text_frame(payload: bytes) -> bytes:
@@ -66,6 +69,16 @@ class FastChannel:
         self.on_writable: Callable[[], None] | None = None
         # loop.time() of the pause in force, None while writable.
         self.paused_at: float | None = None
+
+    def interrupt(self) -> None:
+        """Wake the app's pending (or next) ``receive`` with a message carrying no data.
+
+        The connection was closed by the server (slow client, shutdown): the
+        route, which waits for client frames, sees the close code and sends the
+        close frame. uvicorn's ``receive`` returns what its queue (our
+        :class:`_Mailbox`) holds; Starlette accepts any ``websocket.receive``.
+        """
+        self._proto.queue.put_nowait(_INTERRUPT)
 
     @property
     def usable(self) -> bool:

@@ -1,4 +1,5 @@
-"""What a WebSocket client may say, parsed without any I/O.
+"""The WebSocket protocol's vocabulary, without any I/O: what a client may say,
+the error and close codes, and the server's reply frames.
 
 A client text frame is either ``ping`` or a JSON object with exactly one of
 ``watchlist``, ``subscribe`` or ``unsubscribe`` holding a list of symbols.
@@ -8,11 +9,13 @@ back to the client in an ``error`` message; the connection stays open.
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import orjson
 
+from tickerhub_core import wire
 from tickerhub_core.symbols import InvalidSymbolError, normalize_symbol
 
 Action = Literal["watchlist", "subscribe", "unsubscribe"]
@@ -28,10 +31,32 @@ BINARY_NOT_SUPPORTED = "binary_not_supported"
 UNAVAILABLE = "unavailable"  # the server cannot answer right now (Redis is down)
 RATE_LIMITED = "rate_limited"  # over WS_MAX_MESSAGES_PER_SECOND: the message was not processed
 
-# Close codes sent by routes/ws.py (4008 is in connection.py), part of the public protocol.
-CLOSE_POLICY = 1008  # unauthorized, or persistent rate-limit abuse
-CLOSE_TRY_AGAIN = 1013  # WS_MAX_CONNECTIONS reached
-CLOSE_IDLE = 4000  # no client message for WS_IDLE_TIMEOUT seconds
+# The reply to a client's "ping".
+PONG = "pong"
+
+
+class CloseCode(enum.IntEnum):
+    """Every close code the api sends, part of the public protocol (docs/protocol.md)."""
+
+    GOING_AWAY = 1001  # server shutting down
+    POLICY = 1008  # unauthorized, or persistent rate-limit abuse
+    INTERNAL_ERROR = 1011  # writing to this connection failed
+    TRY_AGAIN = 1013  # WS_MAX_CONNECTIONS reached
+    IDLE = 4000  # no client message for WS_IDLE_TIMEOUT seconds
+    SLOW_CLIENT = 4008  # did not read: a send stayed blocked, or too many replies queued
+
+    @property
+    def reason(self) -> str:
+        """The close frame's reason text (empty where the code says it all)."""
+        return _REASONS.get(self, "")
+
+
+_REASONS = {
+    CloseCode.GOING_AWAY: "server shutting down: reconnect",
+    CloseCode.SLOW_CLIENT: "slow client: not reading",
+    CloseCode.POLICY: "too many messages",
+    CloseCode.IDLE: "idle timeout",
+}
 
 
 class ProtocolError(Exception):
@@ -107,3 +132,23 @@ def _short(value: str) -> str:
     # Echo user input back only in a bounded, printable form.
     shown = repr(value)
     return shown if len(shown) <= 24 else shown[:21] + "..."
+
+
+def too_many_symbols(max_symbols: int, watched: int, asked: int) -> ProtocolError:
+    """The one error for a subscribe that would take a watchlist over ``max_symbols``."""
+    return ProtocolError(
+        TOO_MANY_SYMBOLS,
+        f"at most {max_symbols} symbols per connection ({watched} watched, {asked} more asked)",
+    )
+
+
+# -- what the server says ---------------------------------------------------------
+
+
+def error_frame(code: str, message: str) -> str:
+    return wire.error_message(code, message).decode()
+
+
+def encode(message: dict[str, Any]) -> str:
+    """A server message (snapshot, reply) as the text of one frame."""
+    return wire.dumps(message).decode()

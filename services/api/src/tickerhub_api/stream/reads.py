@@ -1,0 +1,55 @@
+"""What REST may read of the stream machinery: quotes, news, and a few counts.
+
+Quotes come from the process's mirror while the hub is ready: it is exactly
+the Redis snapshot at ``mirror.seq`` (at most one pub/sub hop behind), so REST
+and the WebSocket streams agree and REST traffic costs Redis nothing. When the
+hub is not ready (starting, or resubscribing after a Redis outage) they are
+read from Redis directly; Redis errors propagate (``RedisError``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tickerhub_api.stream.hub import Hub
+from tickerhub_core.models import NewsItem, Quote
+
+
+@dataclass(frozen=True, slots=True)
+class HubStatus:
+    ready: bool  # subscribed and holding a snapshot
+    seq: int
+    symbols: int
+    connections: int  # open WebSockets, prices and news
+
+
+class Reads:
+    def __init__(self, hub: Hub) -> None:
+        self._hub = hub
+
+    async def snapshot(self) -> tuple[int, dict[str, Quote]]:
+        """``(seq, every symbol's quote)``."""
+        hub = self._hub
+        if hub.ready:
+            return hub.mirror.seq, hub.mirror.view()
+        return await hub.snapshots.load()
+
+    async def quote(self, symbol: str) -> tuple[int, Quote | None]:
+        """``(seq, the quote)``; ``None`` for an unknown symbol."""
+        hub = self._hub
+        if hub.ready:
+            return hub.mirror.seq, hub.mirror.get(symbol)
+        seq, quotes = await hub.snapshots.load()
+        return seq, quotes.get(symbol)
+
+    async def news(self, count: int, symbols: list[str] | None) -> list[NewsItem]:
+        """The ``count`` most recent items, newest first, about any of ``symbols`` (None: all)."""
+        return await self._hub.news_store.recent(count, symbols)
+
+    async def producer_beat(self) -> int | None:
+        """Epoch ms of the producer's last heartbeat; ``None`` if expired or absent."""
+        return await self._hub.snapshots.last_beat()
+
+    def status(self) -> HubStatus:
+        hub = self._hub
+        return HubStatus(hub.ready, hub.mirror.seq, len(hub.mirror), hub.connections)

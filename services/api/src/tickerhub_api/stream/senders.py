@@ -1,0 +1,133 @@
+"""The two ways a connection's frames leave: one :class:`~tickerhub_api.stream.connection.Sender`
+strategy per transport.
+
+* :class:`FastSender` (uvicorn with ``fastpath.FastWebSocketProtocol``): a wake
+  marks the connection in the process's :class:`~tickerhub_api.stream.flusher.Flusher`,
+  which, once per event-loop turn, writes its frames straight to the transport.
+  A client whose transport is paused (its buffer is full: it is not reading) is
+  skipped; its diffs keep merging in the outbox and it is flushed again when the
+  transport drains. No task or event per connection is involved in sending.
+* :class:`AsgiSender` (any other server, the test client, ``WS_FAST_PATH=false``):
+  a task per connection awaits ASGI ``send`` for it, so a client that stops
+  reading blocks nobody but itself (the server's ``send`` waits while the
+  socket's buffer is full).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+from tickerhub_api.stream.connection import Connection
+from tickerhub_api.stream.fastpath import FastChannel, text_frame
+from tickerhub_api.stream.flusher import Flusher
+from tickerhub_api.stream.protocol import CloseCode
+
+SendText = Callable[[str], Awaitable[None]]
+
+
+class FastSender:
+    """Frames written synchronously by the :class:`Flusher` to a :class:`FastChannel`.
+
+    On close, the channel interrupts the route's pending ``receive``: the route,
+    which only reads, then sends the close frame.
+    """
+
+    __slots__ = ("_channel", "_conn", "_flusher")
+
+    def __init__(self, conn: Connection, channel: FastChannel, flusher: Flusher) -> None:
+        self._conn = conn
+        self._channel = channel
+        self._flusher = flusher
+        channel.on_writable = self.wake
+
+    def __repr__(self) -> str:
+        return repr(self._conn)
+
+    def wake(self) -> None:
+        self._flusher.mark(self)
+
+    def close(self) -> None:
+        self._channel.interrupt()
+
+    def stuck(self, now: float, timeout: float) -> bool:
+        paused_at = self._channel.paused_at
+        return paused_at is not None and now - paused_at > timeout
+
+    def fail(self, code: CloseCode) -> None:
+        self._conn.close(code)
+
+    def flush(self, framed: dict[str, bytes]) -> None:
+        """Write everything pending to the transport, unless it is paused or closed."""
+        if self._conn.close_code is not None:
+            return
+        transport = self._channel.writable_transport
+        if transport is None:
+            return  # paused (resume_writing wakes us again) or closing
+        outbox = self._conn.outbox
+        frame = outbox.take()
+        if frame is None:
+            return
+        data = framed.get(frame)
+        if data is None:
+            data = framed[frame] = text_frame(frame.encode())
+        frame = outbox.take()
+        if frame is not None:  # rare: replies queued before the diff
+            chunks = [data]
+            while frame is not None:
+                data = framed.get(frame)
+                if data is None:
+                    data = framed[frame] = text_frame(frame.encode())
+                chunks.append(data)
+                frame = outbox.take()
+            data = b"".join(chunks)
+        transport.write(data)
+        self._flusher.writes += 1
+
+
+class AsgiSender:
+    """A task per connection awaiting ASGI ``send``; :meth:`run` is that task's body."""
+
+    def __init__(self, conn: Connection, send: SendText) -> None:
+        self._conn = conn
+        self._send = send
+        self._ready = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        # loop.time() when the send in flight started; the hub's sweep closes stuck ones.
+        self.sending_since: float | None = None
+
+    def wake(self) -> None:
+        self._ready.set()
+
+    def close(self) -> None:
+        self._ready.set()
+        if self.sending_since is not None and self._task is not None:
+            # Blocked in send() on a client that does not read: waiting is pointless.
+            self._task.cancel()
+
+    def stuck(self, now: float, timeout: float) -> bool:
+        return self.sending_since is not None and now - self.sending_since > timeout
+
+    async def run(self) -> None:
+        """Send until the connection is closed (or the client goes away: ``send`` raises)."""
+        self._task = asyncio.current_task()
+        conn, ready = self._conn, self._ready
+        if conn.outbox:
+            ready.set()
+        loop = asyncio.get_running_loop()
+        outbox = conn.outbox
+        try:
+            while conn.close_code is None:
+                frame = outbox.take()
+                if frame is None:
+                    ready.clear()
+                    await ready.wait()
+                    continue
+                self.sending_since = loop.time()
+                await self._send(frame)
+                self.sending_since = None
+        except asyncio.CancelledError:
+            if conn.close_code is None:
+                raise
+        finally:
+            self.sending_since = None
