@@ -10,6 +10,7 @@ import tempfile
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import TypeVar
 
 
 def console_script(name: str) -> str:
@@ -84,6 +85,9 @@ class ServiceProcess:
         self.stop()
 
 
+P = TypeVar("P", bound=ServiceProcess)
+
+
 class ApiProcess(ServiceProcess):
     """The ``api`` console script on a free port of 127.0.0.1."""
 
@@ -108,21 +112,43 @@ class ApiProcess(ServiceProcess):
 
     def wait_ready(self, timeout: float = 30.0) -> ApiProcess:
         """Until ``/readyz`` answers 200 (Redis reachable, snapshot loaded)."""
-        import contextlib
-
         import httpx
 
         from tickerhub_testkit.net import wait_for_port
+        from tickerhub_testkit.wait import eventually_blocking
+
+        def ready() -> bool:
+            assert self.alive, f"api exited:\n{self.output()}"
+            try:
+                return httpx.get(f"{self.http}/readyz", timeout=5).status_code == 200
+            except httpx.HTTPError:
+                return False
 
         wait_for_port(self.port, timeout=timeout)
-        deadline = time.monotonic() + timeout
-        while True:
-            assert self.alive, f"api exited:\n{self.output()}"
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{self.http}/readyz", timeout=5).status_code == 200:
-                    return self
-            assert time.monotonic() < deadline, f"api never became ready:\n{self.output()}"
-            time.sleep(0.05)
+        eventually_blocking(ready, "api /readyz 200", limit=timeout, detail=self.output)
+        return self
+
+
+class Procs:
+    """Services a test started, stopped (SIGTERM, then SIGKILL) when it ends: the ``procs``
+    fixture. Calling it starts a process and returns it."""
+
+    def __init__(self) -> None:
+        self.started: list[ServiceProcess] = []
+
+    def __call__(self, proc: P) -> P:
+        self.started.append(proc)  # registered first: stopped even if start fails half-way
+        proc.start()
+        return proc
+
+    def stop_all(self) -> None:
+        for proc in reversed(self.started):
+            proc.stop(timeout=10)
+
+
+def start_api(procs: Procs, redis_url: str, **env: str) -> ApiProcess:
+    """The api as a subprocess on a free port (stopped with the test), once it is ready."""
+    return procs(ApiProcess(redis_url, **env)).wait_ready()
 
 
 def poller_process(redis_url: str, tickers: Iterable[str], **env: str) -> ServiceProcess:
