@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TypeVar
@@ -52,15 +51,18 @@ class ServiceProcess:
         return self.log_path.read_text(errors="replace")
 
     def wait_for_output(self, text: str, timeout: float = 15.0) -> None:
-        deadline = time.monotonic() + timeout
-        while text not in self.output():
+        from tickerhub_testkit.wait import eventually_blocking
+
+        def seen() -> bool:
+            if text in self.output():
+                return True
             if self.proc is not None and self.proc.poll() is not None:
-                raise RuntimeError(
-                    f"{self.script} exited ({self.proc.returncode}):\n{self.output()}"
-                )
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{text!r} not in {self.script} output:\n{self.output()}")
-            time.sleep(0.05)
+                raise AssertionError(f"{self.script} exited ({self.proc.returncode})")
+            return False
+
+        eventually_blocking(
+            seen, f"{text!r} in {self.script} output", limit=timeout, detail=self.output
+        )
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int:
         """Send ``sig`` and wait; returns the exit code (kills after ``timeout``)."""
