@@ -14,6 +14,7 @@ import websockets
 
 from tickerhub_api.limits import ConnectionSlots, MessageLimiter, TokenBucket, Verdict
 from tickerhub_testkit.processes import Procs, start_api
+from tickerhub_testkit.wait import eventually
 from tickerhub_testkit.ws import recv
 
 from .conftest import Producer, frames_until_closed
@@ -110,16 +111,15 @@ async def test_max_connections_refuses_with_1013_and_frees_slots(
     assert await recv(prices) == "pong"
     # A slot frees when a client leaves.
     await news.close()
-    deadline = time.monotonic() + 10
-    while True:
+
+    async def admitted() -> bool:
         async with websockets.connect(f"{api.ws}/ws/news") as again:
             message: Any = None
             with contextlib.suppress(websockets.ConnectionClosed):
                 message = await recv(again)
-            if isinstance(message, dict) and message.get("type") == "snapshot":
-                break
-        assert time.monotonic() < deadline, "slot never freed"
-        await asyncio.sleep(0.05)
+            return isinstance(message, dict) and message.get("type") == "snapshot"
+
+    await eventually(admitted, "a freed slot", limit=10, interval=0.05)
     await prices.close()
 
 
