@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from urllib.parse import urlparse
@@ -68,36 +69,58 @@ def read_dotenv(path: Path) -> dict[str, str]:
     return values
 
 
-def main() -> None:
+def stop_on_signals() -> threading.Event:
+    """SIGINT and SIGTERM set an event instead of raising.
+
+    A signal to the process group (Ctrl-C, ``timeout``, a service manager, a closing
+    terminal) reaches this script more than once: ``uv run`` forwards its own copy. A
+    handler that raises would fire again inside the shutdown below and end it with a
+    traceback; one that only sets a flag can fire any number of times.
+    """
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    return stop
+
+
+def stop_children(children: list[subprocess.Popen[bytes]]) -> None:
+    # Services first, Redis last, so they shut down cleanly instead of losing Redis.
+    for child in reversed(children):
+        if child.poll() is None:
+            child.terminate()
+        try:
+            child.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+
+
+def main() -> int:
     env = {**read_dotenv(Path(".env")), **os.environ}
     url = env.setdefault("REDIS_URL", "redis://localhost:6379/0")
+    stop = stop_on_signals()
     children: list[subprocess.Popen[bytes]] = []
-    if not redis_answers(url):
-        server = start_redis(url)
-        if server is not None:
-            children.append(server)
-    port = env.get("PORT", "8000")
-    children.append(subprocess.Popen([str(BIN / "poller")], env=env))
-    children.append(subprocess.Popen([str(BIN / "api")], env=env))
-    print(f"make run: http://localhost:{port}/tickers  ws://localhost:{port}/ws/prices")
-    print("make run: Ctrl-C stops everything")
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
-        while all(child.poll() is None for child in children):
-            time.sleep(0.5)
-        print("make run: a service exited; stopping the others", file=sys.stderr)
-    except KeyboardInterrupt:
-        pass
+        if not redis_answers(url):
+            server = start_redis(url)
+            if server is not None:
+                children.append(server)
+        port = env.get("PORT", "8000")
+        children.append(subprocess.Popen([str(BIN / "poller")], env=env))
+        children.append(subprocess.Popen([str(BIN / "api")], env=env))
+        print(f"make run: http://localhost:{port}/tickers  ws://localhost:{port}/ws/prices")
+        print("make run: Ctrl-C stops everything", flush=True)
+        while not stop.wait(0.5):
+            if any(child.poll() is not None for child in children):
+                break
     finally:
-        # Services first, Redis last, so they shut down cleanly instead of losing Redis.
-        for child in reversed(children):
-            if child.poll() is None:
-                child.terminate()
-            try:
-                child.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                child.kill()
+        stop_children(children)
+    if stop.is_set():
+        print("make run: stopped", flush=True)
+        return 0
+    print("make run: a service exited; stopped the others", file=sys.stderr)
+    return 1
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

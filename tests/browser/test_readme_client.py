@@ -19,7 +19,6 @@ import shutil
 import signal
 import subprocess
 import threading
-import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -30,8 +29,9 @@ import pytest
 from websockets.sync.client import ClientConnection, connect
 
 from tickerhub_testkit.net import free_port, wait_for_port
-from tickerhub_testkit.processes import ServiceProcess
+from tickerhub_testkit.processes import Procs, ServiceProcess
 from tickerhub_testkit.redis_server import RedisServer
+from tickerhub_testkit.wait import eventually_blocking
 
 pytestmark = pytest.mark.integration
 
@@ -148,10 +148,9 @@ class Browser:
     def page_target(self) -> str:
         """The DevTools WebSocket URL of our page (the port is in DevToolsActivePort)."""
         port_file = self.profile / "DevToolsActivePort"
-        deadline = time.monotonic() + WAIT
-        while True:
+
+        def target() -> str | None:
             assert self.proc.poll() is None, f"chromium exited:\n{self.output()}"
-            assert time.monotonic() < deadline, f"no DevTools page target:\n{self.output()}"
             # Not there yet, or half written (empty: IndexError), or no page yet.
             with contextlib.suppress(OSError, ValueError, IndexError, httpx.HTTPError):
                 port = int(port_file.read_text().split()[0])
@@ -159,7 +158,11 @@ class Browser:
                 pages = [t for t in targets if t["type"] == "page" and t["url"] == self.url]
                 if pages:
                     return pages[0]["webSocketDebuggerUrl"]
-            time.sleep(0.1)
+            return None
+
+        return eventually_blocking(
+            target, "a DevTools page target", limit=WAIT, interval=0.1, detail=self.output
+        )
 
     def output(self) -> str:
         return self.log_path.read_text(errors="replace")[-4000:]
@@ -235,10 +238,7 @@ def merged(messages: list[Any]) -> dict[str, dict[str, Any]]:
 
 
 def wait_for(condition: Callable[[], bool], what: str, browser: Browser) -> None:
-    deadline = time.monotonic() + WAIT
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}:\n{browser.output()}"
-        time.sleep(0.1)
+    eventually_blocking(condition, what, limit=WAIT, interval=0.1, detail=browser.output)
 
 
 # -- the test ----------------------------------------------------------------------------
@@ -252,24 +252,10 @@ def chromium() -> str:
     return binary
 
 
-@pytest.fixture
-def procs() -> Iterator[Callable[[ServiceProcess], ServiceProcess]]:
-    """Start a service; every one is stopped at the end of the test whatever happens."""
-    started: list[ServiceProcess] = []
-
-    def start(proc: ServiceProcess) -> ServiceProcess:
-        started.append(proc.start())
-        return proc
-
-    yield start
-    for proc in reversed(started):
-        proc.stop(timeout=10)
-
-
 def test_readme_client_example_in_chromium(
     chromium: str,
     redis_server: RedisServer,
-    procs: Callable[[ServiceProcess], ServiceProcess],
+    procs: Procs,
     tmp_path: Path,
 ) -> None:
     snippet = readme_snippet()
@@ -293,13 +279,18 @@ def test_readme_client_example_in_chromium(
     api = procs(ServiceProcess("api", {"REDIS_URL": redis_server.url, "PORT": str(api_port)}))
     wait_for_port(api_port, timeout=WAIT)
     rest = f"http://127.0.0.1:{api_port}"
-    deadline = time.monotonic() + WAIT
-    while True:
+
+    def snapshot_served() -> bool:
         with contextlib.suppress(httpx.HTTPError):
-            if set(httpx.get(f"{rest}/tickers", timeout=5).json()) >= WATCHED | {"GOOGL"}:
-                break
-        assert time.monotonic() < deadline, f"no snapshot:\n{api.output()}\n{poller.output()}"
-        time.sleep(0.05)
+            return set(httpx.get(f"{rest}/tickers", timeout=5).json()) >= WATCHED | {"GOOGL"}
+        return False
+
+    eventually_blocking(
+        snapshot_served,
+        "a snapshot with every ticker",
+        limit=WAIT,
+        detail=lambda: f"{api.output()}\n{poller.output()}",
+    )
 
     url = README_URL.replace("localhost:8000", f"localhost:{api_port}")
     page = PAGE.replace("__SNIPPET__", snippet.replace(README_URL, url))

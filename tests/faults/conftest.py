@@ -7,67 +7,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
 import orjson
-import pytest
 import websockets
 
 from tickerhub_testkit.processes import ApiProcess, ServiceProcess
 from tickerhub_testkit.processes import poller_process as testkit_poller
+from tickerhub_testkit.wait import WAIT, eventually
+from tickerhub_testkit.ws import decode
 
-WAIT = 30.0  # generous: only to avoid hanging
 TICKERS = ("AAPL", "MSFT", "GOOG", "TSLA")
-
-
-class Api(ApiProcess):
-    """The api, logging at INFO (fault tests read its log)."""
 
 
 def poller_process(redis_url: str, **env: str) -> ServiceProcess:
     return testkit_poller(redis_url, TICKERS, **env)
 
 
-@pytest.fixture
-def procs() -> Iterator[Callable[[ServiceProcess], Any]]:
-    """Start a service and stop it (SIGTERM, then SIGKILL) at the end of the test."""
-    started: list[ServiceProcess] = []
-
-    def start(proc: ServiceProcess) -> Any:
-        started.append(proc.start())
-        return proc
-
-    yield start
-    for proc in reversed(started):
-        proc.stop(timeout=10)
-
-
-def start_api(start: Callable[[ServiceProcess], Any], redis_url: str, **env: str) -> Api:
-    api = start(Api(redis_url, **env))
-    api.wait_ready()
-    return api
-
-
 # -- WebSocket clients ----------------------------------------------------------
-
-
-def decode(frame: str | bytes) -> Any:
-    return frame if frame == "pong" else orjson.loads(frame)
-
-
-async def recv(ws: Any, limit: float = WAIT) -> Any:
-    return decode(await asyncio.wait_for(ws.recv(), limit))
-
-
-async def recv_until(ws: Any, predicate: Callable[[Any], bool], limit: float = WAIT) -> Any:
-    async with asyncio.timeout(limit):
-        while True:
-            message = decode(await ws.recv())
-            if predicate(message):
-                return message
 
 
 class View:
@@ -132,7 +90,7 @@ class Client:
         client = cls(ws, View(name))
         if watchlist is not None:
             await ws.send(orjson.dumps({"watchlist": watchlist}).decode())
-            await wait_for(
+            await eventually(
                 lambda: any(
                     isinstance(m, dict) and m.get("watchlist") is not None
                     for m in client.view.messages
@@ -145,7 +103,7 @@ class Client:
         """Send ``ping`` and wait for its ``pong``."""
         before = self.view.pongs
         await self.ws.send("ping")
-        await wait_for(lambda: self.view.pongs > before, f"{self.view.name}: pong")
+        await eventually(lambda: self.view.pongs > before, f"{self.view.name}: pong")
 
     async def close(self) -> None:
         with contextlib.suppress(Exception):
@@ -155,13 +113,6 @@ class Client:
             await self.task
 
 
-async def wait_for(condition: Callable[[], bool], what: str, limit: float = WAIT) -> None:
-    deadline = time.monotonic() + limit
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.02)
-
-
 async def get(url: str, **kwargs: Any) -> httpx.Response:
     async with httpx.AsyncClient(timeout=WAIT) as http:
         return await http.get(url, **kwargs)
@@ -169,14 +120,15 @@ async def get(url: str, **kwargs: Any) -> httpx.Response:
 
 async def wait_status(url: str, status: int, what: str) -> httpx.Response:
     """Poll ``url`` until it answers ``status``; return that response."""
-    deadline = time.monotonic() + WAIT
-    while True:
+
+    async def answer() -> httpx.Response | None:
         with contextlib.suppress(httpx.HTTPError):
             response = await get(url)
             if response.status_code == status:
                 return response
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.05)
+        return None
+
+    return await eventually(answer, what, interval=0.05)
 
 
 async def get_json(url: str) -> Any:
@@ -185,7 +137,9 @@ async def get_json(url: str) -> Any:
     return response.json()
 
 
-async def converge(api: Api, clients: list[Client], watchlists: list[list[str] | None]) -> None:
+async def converge(
+    api: ApiProcess, clients: list[Client], watchlists: list[list[str] | None]
+) -> None:
     """Wait until each client's merged view equals ``GET /tickers`` (restricted to its
     watchlist). Call once the producers are quiet, so the target stays put."""
 
@@ -197,10 +151,12 @@ async def converge(api: Api, clients: list[Client], watchlists: list[list[str] |
                 return False
         return True
 
-    deadline = time.monotonic() + WAIT
-    while not await matches():
-        if time.monotonic() > deadline:
-            rest = await get_json(f"{api.http}/tickers")
-            details = {c.view.name: (c.view.seq, c.view.quotes) for c in clients}
-            raise AssertionError(f"clients never converged to\n{rest}\nviews: {details}")
-        await asyncio.sleep(0.05)
+    async def details() -> str:
+        rest = await get_json(f"{api.http}/tickers")
+        views = {c.view.name: (c.view.seq, c.view.quotes) for c in clients}
+        return f"clients never converged to\n{rest}\nviews: {views}"
+
+    try:
+        await eventually(matches, "clients to converge on GET /tickers", interval=0.05)
+    except AssertionError as failed:
+        raise AssertionError(f"{failed}\n{await details()}") from None

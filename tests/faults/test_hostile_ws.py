@@ -22,9 +22,10 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
 from tickerhub_core.symbols import is_valid_symbol
-from tickerhub_testkit.processes import ServiceProcess
+from tickerhub_testkit.processes import ApiProcess, ServiceProcess
+from tickerhub_testkit.wait import eventually_blocking
 
-from .conftest import Api, poller_process
+from .conftest import poller_process
 
 pytestmark = pytest.mark.integration
 
@@ -61,15 +62,15 @@ class Watcher(threading.Thread):
             self.error = exc
 
     def wait_more(self, than: int) -> None:
-        deadline = time.monotonic() + WAIT
-        while self.diffs <= than:
+        def more() -> bool:
             assert self.error is None, f"the well-behaved client was closed: {self.error}"
-            assert time.monotonic() < deadline, "the well-behaved client got no diffs"
-            time.sleep(0.02)
+            return self.diffs > than
+
+        eventually_blocking(more, "diffs for the well-behaved client", limit=WAIT)
 
 
 class Hub:
-    def __init__(self, api: Api, watcher: Watcher) -> None:
+    def __init__(self, api: ApiProcess, watcher: Watcher) -> None:
         self.api = api
         self.watcher = watcher
         self.process = psutil.Process(api.pid)
@@ -93,7 +94,7 @@ def hub(redis_server: Any) -> Iterator[Hub]:
     started: list[ServiceProcess] = [
         poller_process(redis_server.url, POLL_FREQ="0.1").start(),
     ]
-    api = Api(
+    api = ApiProcess(
         redis_server.url,
         WS_MAX_SYMBOLS=str(MAX_SYMBOLS),
         WS_MAX_FRAME_BYTES=str(MAX_FRAME),

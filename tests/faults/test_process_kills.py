@@ -4,20 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import time
+from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 from redis.asyncio import Redis
 
-from .conftest import (
-    TICKERS,
-    Client,
-    converge,
-    poller_process,
-    start_api,
-    wait_for,
-)
+from tickerhub_testkit.processes import start_api
+from tickerhub_testkit.wait import eventually
+
+from .conftest import TICKERS, Client, converge, poller_process
 
 pytestmark = pytest.mark.integration
 
@@ -36,7 +34,7 @@ async def drain(pubsub: Any, seconds: float) -> list[dict[str, Any]]:
 
 
 async def test_poller_sigkill_flat_source_publishes_nothing_after_restart(
-    redis_server: Any, procs: Any
+    redis_server: Any, procs: Any, tmp_path: Path
 ) -> None:
     redis = Redis.from_url(redis_server.url)
     poller = procs(poller_process(redis_server.url, SIM_VOLATILITY="0"))
@@ -44,16 +42,25 @@ async def test_poller_sigkill_flat_source_publishes_nothing_after_restart(
     client = await Client.connect(f"{api.ws}/ws/prices", name="all")
     pubsub = redis.pubsub()
     try:
-        await wait_for(lambda: set(client.view.quotes) == set(TICKERS), "the first diff")
+        await eventually(lambda: set(client.view.quotes) == set(TICKERS), "the first diff")
         assert await redis.get("prices:seq") == b"1"
         poller.stop(signal.SIGKILL)
         before = await redis.hgetall("prices")
         frames = len(client.view.messages)
         await pubsub.subscribe("price-diffs")
-        restarted = procs(poller_process(redis_server.url, SIM_VOLATILITY="0"))
+        beat = tmp_path / "beat"
+        restarted = procs(
+            poller_process(redis_server.url, SIM_VOLATILITY="0", HEARTBEAT_FILE=str(beat))
+        )
         restarted.wait_for_output("loaded snapshot at seq 1")
+        restarted.wait_for_output("polling")
+        window = time.time()
         published = await drain(pubsub, 1.5)  # ~30 poll cycles of a flat source
         assert published == [], published
+        # The publisher did run on fresh quotes in that window (it touches the heartbeat
+        # file after each flush), so "nothing published" is a finding, not a poller that
+        # had not started yet.
+        assert beat.stat().st_mtime >= window
         assert await redis.get("prices:seq") == b"1"
         assert await redis.hgetall("prices") == before
         assert client.view.messages[frames:] == []  # not a diff, not a snapshot
@@ -75,12 +82,12 @@ async def test_poller_sigkill_sequence_keeps_rising_and_clients_converge(
     watching = await Client.connect(f"{api.ws}/ws/prices", WATCH, name="watchlist")
     clients = [everything, watching]
     try:
-        await wait_for(lambda: everything.view.seq >= 5, "some diffs")
+        await eventually(lambda: everything.view.seq >= 5, "some diffs")
         poller.stop(signal.SIGKILL)
         await asyncio.sleep(0.3)  # whatever was in flight has arrived
         seq_at_kill = int(await redis.get("prices:seq"))
         restarted = procs(poller_process(redis_server.url))
-        await wait_for(
+        await eventually(
             lambda: everything.view.seq >= seq_at_kill + 5 and watching.view.seq > seq_at_kill,
             "diffs from the restarted poller",
         )
@@ -100,6 +107,8 @@ async def test_poller_sigkill_sequence_keeps_rising_and_clients_converge(
             if isinstance(m, dict) and m.get("type") == "diff"
         ]
         assert diff_seqs == list(range(diff_seqs[0], diff_seqs[0] + len(diff_seqs)))
+        # The restarted poller went on from the stored seq: its first diff is the next one.
+        assert seq_at_kill + 1 in diff_seqs, (seq_at_kill, diff_seqs)
         assert int(await redis.get("prices:seq")) > seq_at_kill
         await converge(api, clients, [None, WATCH])
     finally:
@@ -121,11 +130,11 @@ async def test_api_sigkill_leaves_the_other_process_clients_alone(
     ]
     reconnected: Client | None = None
     try:
-        await wait_for(lambda: all(c.view.diffs >= 3 for c in [victim, *others]), "diffs")
+        await eventually(lambda: all(c.view.diffs >= 3 for c in [victim, *others]), "diffs")
         doomed.stop(signal.SIGKILL)
-        await wait_for(lambda: victim.view.closed is not None, "the victim's connection drops")
+        await eventually(lambda: victim.view.closed is not None, "the victim's connection drops")
         counts = [c.view.diffs for c in others]
-        await wait_for(
+        await eventually(
             lambda: all(c.view.diffs >= n + 10 for c, n in zip(others, counts, strict=True)),
             "the survivor's clients keep receiving diffs",
         )
@@ -134,7 +143,7 @@ async def test_api_sigkill_leaves_the_other_process_clients_alone(
             await client.ping()
         # The killed api's client reconnects to the survivor: a full snapshot first.
         reconnected = await Client.connect(f"{survivor.ws}/ws/prices", name="reconnected")
-        await wait_for(lambda: reconnected.view.snapshots >= 1, "snapshot on reconnect")
+        await eventually(lambda: reconnected.view.snapshots >= 1, "snapshot on reconnect")
         first = reconnected.view.messages[0]
         assert first["type"] == "snapshot"
         assert not first.get("partial")
@@ -153,15 +162,15 @@ async def test_reconnect_to_a_restarted_api_gets_a_full_snapshot(
     procs(poller_process(redis_server.url))
     api = start_api(procs, redis_server.url)
     client = await Client.connect(f"{api.ws}/ws/prices", WATCH, name="first")
-    await wait_for(lambda: client.view.diffs >= 3, "diffs")
+    await eventually(lambda: client.view.diffs >= 3, "diffs")
     api.stop(signal.SIGKILL)
-    await wait_for(lambda: client.view.closed is not None, "connection dropped")
+    await eventually(lambda: client.view.closed is not None, "connection dropped")
     await client.close()
     api.start()
     api.wait_ready()
     second = await Client.connect(f"{api.ws}/ws/prices", name="second")
     try:
-        await wait_for(lambda: second.view.snapshots >= 1, "snapshot")
+        await eventually(lambda: second.view.snapshots >= 1, "snapshot")
         snapshot = second.view.messages[0]
         assert set(snapshot["data"]) == set(TICKERS)
         await second.ws.send(orjson.dumps({"watchlist": WATCH}).decode())
@@ -172,12 +181,14 @@ async def test_reconnect_to_a_restarted_api_gets_a_full_snapshot(
 
 
 async def recv_reply(client: Client) -> dict[str, Any]:
-    await wait_for(
-        lambda: any(
-            isinstance(m, dict) and m.get("watchlist") is not None for m in client.view.messages
-        ),
-        "watchlist reply",
-    )
-    return next(
-        m for m in client.view.messages if isinstance(m, dict) and m.get("watchlist") is not None
-    )
+    def reply() -> dict[str, Any] | None:
+        return next(
+            (
+                m
+                for m in client.view.messages
+                if isinstance(m, dict) and m.get("watchlist") is not None
+            ),
+            None,
+        )
+
+    return await eventually(reply, "watchlist reply")

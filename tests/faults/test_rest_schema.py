@@ -7,7 +7,6 @@ The history endpoint asks Yahoo, which this machine cannot reach: it must answer
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote
@@ -21,9 +20,10 @@ import websockets
 from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
 
-from tickerhub_testkit.processes import ServiceProcess
+from tickerhub_testkit.processes import ApiProcess, ServiceProcess
+from tickerhub_testkit.wait import eventually_blocking
 
-from .conftest import TICKERS, Api, poller_process
+from .conftest import TICKERS, poller_process
 
 pytestmark = pytest.mark.integration
 
@@ -51,7 +51,7 @@ HOSTILE_SYMBOLS = [
 
 
 class Hub:
-    def __init__(self, api: Api, url: str) -> None:
+    def __init__(self, api: ApiProcess, url: str) -> None:
         self.api = api
         self.redis = redis.Redis.from_url(url)
 
@@ -66,15 +66,17 @@ def hub(_session_redis: Any) -> Iterator[Hub]:
     procs: list[ServiceProcess] = [
         poller_process(_session_redis.url, SIM_VOLATILITY="0", NEWS_INTERVAL="3600").start()
     ]
-    api = Api(_session_redis.url, WS_MAX_MESSAGES_PER_SECOND="0", LOG_LEVEL="WARNING").start()
+    api = ApiProcess(
+        _session_redis.url, WS_MAX_MESSAGES_PER_SECOND="0", LOG_LEVEL="WARNING"
+    ).start()
     procs.append(api)
     try:
         api.wait_ready()
         hub = Hub(api, _session_redis.url)
-        for _ in range(600):
-            if hub.redis.hlen("prices") == len(TICKERS) and hub.redis.zcard("news") > 0:
-                break
-            time.sleep(0.05)
+        eventually_blocking(
+            lambda: hub.redis.hlen("prices") == len(TICKERS) and hub.redis.zcard("news") > 0,
+            "prices and news in Redis",
+        )
         yield hub
         hub.redis.close()
     finally:

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import time
 from typing import Any
 
 import pytest
 import websockets
 
-from .conftest import TICKERS, Client, poller_process, recv, recv_until, start_api, wait_for
+from tickerhub_testkit.processes import start_api
+from tickerhub_testkit.wait import eventually
+from tickerhub_testkit.ws import recv, recv_until
+
+from .conftest import TICKERS, Client, converge, poller_process
 
 pytestmark = pytest.mark.integration
 
@@ -20,10 +23,13 @@ EXIT_BOUND = 20.0
 
 async def wait_exit(proc: Any) -> int:
     """Wait for the process to exit on its own (no SIGKILL); fail after EXIT_BOUND."""
-    deadline = time.monotonic() + EXIT_BOUND
-    while proc.proc.poll() is None:
-        assert time.monotonic() < deadline, f"still running after SIGTERM:\n{proc.output()}"
-        await asyncio.sleep(0.05)
+    await eventually(
+        lambda: proc.proc.poll() is not None,
+        "exit after SIGTERM",
+        limit=EXIT_BOUND,
+        interval=0.05,
+        detail=proc.output,
+    )
     return proc.proc.returncode
 
 
@@ -39,10 +45,10 @@ async def test_api_sigterm_closes_clients_with_1001_and_exits_0(
     news = await websockets.connect(f"{api.ws}/ws/news", open_timeout=30)
     try:
         assert (await recv(news))["type"] == "snapshot"
-        await wait_for(lambda: all(c.view.diffs >= 1 for c in prices), "diffs")
+        await eventually(lambda: all(c.view.diffs >= 1 for c in prices), "diffs")
         api.proc.send_signal(signal.SIGTERM)
         assert await wait_exit(api) == 0, api.output()
-        await wait_for(lambda: all(c.view.closed is not None for c in prices), "closes")
+        await eventually(lambda: all(c.view.closed is not None for c in prices), "closes")
         with pytest.raises(websockets.ConnectionClosed) as info:
             await recv_until(news, lambda _: False)
         codes = [c.view.closed.rcvd.code if c.view.closed.rcvd else None for c in prices]
@@ -60,11 +66,14 @@ async def test_poller_sigterm_exits_0_and_flushes(redis_server: Any, procs: Any)
     api = start_api(procs, redis_server.url)
     client = await Client.connect(f"{api.ws}/ws/prices", name="all")
     try:
-        await wait_for(lambda: set(client.view.quotes) == set(TICKERS), "data")
+        await eventually(lambda: set(client.view.quotes) == set(TICKERS), "data")
         poller.proc.send_signal(signal.SIGTERM)
         assert await wait_exit(poller) == 0, poller.output()
         assert "shutting down" in poller.output()
         assert "Traceback" not in poller.output(), poller.output()
+        # Flushed: whatever it wrote before exiting was also published, so a client
+        # that merged the stream holds exactly what Redis holds.
+        await converge(api, [client], [None])
     finally:
         await client.close()
 
@@ -89,6 +98,6 @@ async def test_api_sigterm_while_redis_is_down_exits_0(own_redis_server: Any, pr
         await asyncio.sleep(1.0)
         api.proc.send_signal(signal.SIGTERM)
         assert await wait_exit(api) == 0, api.output()
-        await wait_for(lambda: client.view.closed is not None, "close")
+        await eventually(lambda: client.view.closed is not None, "close")
     finally:
         await client.close()

@@ -9,8 +9,9 @@ import sys
 import orjson
 
 from tickerhub_bench.client import raise_fd_limit
+from tickerhub_bench.options import Options
 from tickerhub_bench.report import table
-from tickerhub_bench.runner import Options, Runner
+from tickerhub_bench.runner import Runner
 
 
 def parse(argv: list[str] | None = None) -> Options:

@@ -1,27 +1,25 @@
-"""Scenarios A-E: start things, connect clients, inject, measure, check, report."""
+"""Orchestration: for each scenario and target, start servers, connect clients, inject,
+measure, check, and collect the results.
+
+The pieces it drives live beside it: ``scenarios`` (the table), ``options`` (what was
+asked), ``workers`` (client processes), ``progress`` (the stderr line), ``ladder`` (the
+saturation search), ``machine`` (the host description).
+"""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import math
-import multiprocessing as mp
 import os
 import random
-import shutil
-import subprocess
-import sys
-import tempfile
 import time
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import asdict
 from typing import Any
 
+import orjson
 from redis.asyncio import Redis
 
 from tickerhub_bench import profile
-from tickerhub_bench.client import CTR_CONNECTED, CTR_UPDATES, CTR_WIDTH, PUB_SLOTS, worker_main
+from tickerhub_bench.client import CTR_CONNECTED, CTR_UPDATES
 from tickerhub_bench.harness import (
     Injector,
     ServerProc,
@@ -31,153 +29,17 @@ from tickerhub_bench.harness import (
     make_symbols,
     watchers_of,
 )
+from tickerhub_bench.ladder import find_max_rate
+from tickerhub_bench.machine import machine
+from tickerhub_bench.options import Options
+from tickerhub_bench.progress import Progress
+from tickerhub_bench.scenarios import P99_SATURATION_MS, Scenario, scenarios
 from tickerhub_bench.stats import Histogram
 from tickerhub_bench.view import normalize_tickers
+from tickerhub_bench.workers import Workers
 from tickerhub_core.keys import RedisKeys
 from tickerhub_testkit.net import free_port
 from tickerhub_testkit.redis_server import RedisServer
-
-P99_SATURATION_MS = 100.0
-CALL_TIMEOUT = 180.0  # no worker command takes longer: a scenario always ends
-
-
-@dataclass
-class Scenario:
-    name: str
-    title: str
-    clients: int
-    symbols: int
-    rate: float
-    duration: float
-    watch: int | None = None  # K symbols per client, None = all
-    stall_fraction: float = 0.0
-    stall_seconds: float = 0.0
-    stall_at: float = 2.0
-    saturation: bool = False
-    processes: int = 1
-    start_rate: float = 100.0
-    max_rate: float = 20000.0
-    bisect: int = 1
-
-
-def scenarios(full: bool, only: Sequence[str] | None = None) -> list[Scenario]:
-    if full:
-        n_a, n_b, dur, step = 1000, 10000, 20.0, 5.0
-    else:
-        n_a, n_b, dur, step = 200, 1000, 8.0, 3.0
-    found = [
-        Scenario("A", "broadcast", n_a, 50, 100, dur),
-        Scenario("B", "watchlists", n_b, 500, 500, dur, watch=10),
-        Scenario("C", "slow consumers", n_a, 50, 100, max(dur, 14.0), stall_fraction=0.1,
-                 stall_seconds=10.0),
-        Scenario("D", "saturation", n_a, 50, 0, step, saturation=True, bisect=2 if full else 1),
-        Scenario("E", "scale out (2 procs)", n_a, 50, 0, step, saturation=True, processes=2,
-                 bisect=2 if full else 1),
-    ]  # fmt: skip
-    if only:
-        found = [s for s in found if s.name in only]
-    return found
-
-
-@dataclass
-class Options:
-    targets: list[str]
-    workers: int
-    full: bool
-    only: list[str] | None
-    api_cmd: list[str] | None
-    redis_url: str | None
-    api_url: str | None
-    api_pid: int | None
-    baseline_url: str | None
-    profile_seconds: float
-    connect_concurrency: int = 200
-    quiet: bool = False
-    json: bool = False
-    json_out: str | None = None
-    logdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="tickerhub-bench-")))
-
-
-class Workers:
-    """The client worker processes and their shared memory."""
-
-    def __init__(self, count: int) -> None:
-        ctx = mp.get_context("fork")
-        self.pub = ctx.RawArray("q", PUB_SLOTS)
-        self.counters = ctx.RawArray("q", count * CTR_WIDTH)
-        self.conns = []
-        self.procs = []
-        for wid in range(count):
-            parent, child = ctx.Pipe()
-            proc = ctx.Process(
-                target=worker_main, args=(wid, child, self.pub, self.counters), daemon=True
-            )
-            proc.start()
-            child.close()
-            self.conns.append(parent)
-            self.procs.append(proc)
-
-    @property
-    def pids(self) -> list[int]:
-        return [p.pid for p in self.procs if p.pid is not None]
-
-    async def call(self, wid: int, name: str, *args: Any) -> Any:
-        conn = self.conns[wid]
-        conn.send((name, args))
-
-        def wait() -> Any:
-            limit = CALL_TIMEOUT * (5 if name == "connect" else 1)
-            if not conn.poll(limit):
-                raise TimeoutError(f"worker {wid} did not answer {name} in {limit}s")
-            return conn.recv()
-
-        status, result = await asyncio.get_running_loop().run_in_executor(None, wait)
-        if status != "ok":
-            raise RuntimeError(f"worker {wid} {name}: {result}")
-        return result
-
-    async def all(self, name: str, *args: Any) -> list[Any]:
-        return await asyncio.gather(*(self.call(w, name, *args) for w in range(len(self.conns))))
-
-    async def each(self, name: str, per_worker: list[tuple[Any, ...]]) -> list[Any]:
-        return await asyncio.gather(*(self.call(w, name, *a) for w, a in enumerate(per_worker)))
-
-    def counter(self, index: int) -> int:
-        return sum(self.counters[w * CTR_WIDTH + index] for w in range(len(self.conns)))
-
-    def close(self) -> None:
-        for conn in self.conns:
-            with contextlib.suppress(Exception):
-                conn.send(("exit", ()))
-        for proc in self.procs:
-            proc.join(timeout=3)
-            if proc.is_alive():
-                proc.terminate()
-
-
-class Progress:
-    def __init__(self, quiet: bool) -> None:
-        self.quiet = quiet
-        self.tty = sys.stderr.isatty()
-        self.last = 0.0
-
-    def line(self, text: str, force: bool = False) -> None:
-        if self.quiet:
-            return
-        now = time.monotonic()
-        if self.tty:
-            sys.stderr.write("\r\033[K" + text)
-            sys.stderr.flush()
-        elif force or now - self.last >= 2:
-            sys.stderr.write(text + "\n")
-            sys.stderr.flush()
-            self.last = now
-
-    def done(self, text: str) -> None:
-        if self.quiet:
-            return
-        sys.stderr.write(("\r\033[K" if self.tty else "") + text + "\n")
-        sys.stderr.flush()
 
 
 class Runner:
@@ -389,7 +251,7 @@ class Runner:
         except Exception as exc:
             source = f"redis (GET /tickers failed: {exc})"
             raw = await redis.hgetall("prices")
-            expected = {k.decode(): __import__("orjson").loads(v) for k, v in raw.items()}
+            expected = {k.decode(): orjson.loads(v) for k, v in raw.items()}
         replies = await self.workers.all("check", expected)
         dropped: dict[str, int] = {}
         for r in replies:
@@ -495,38 +357,12 @@ class Runner:
             return False
 
         try:
-            rate = sc.start_rate if target == "ours" else sc.start_rate / 10
-            good, bad = 0.0, math.inf
-            if await step(rate):
-                good = rate
-                while rate * 2 <= sc.max_rate:
-                    rate *= 2
-                    if not await step(rate):
-                        bad = rate
-                        break
-                    good = rate
-            else:
-                bad = rate
-                while rate / 2 >= 1:
-                    rate /= 2
-                    if await step(rate):
-                        good = rate
-                        break
-                    bad = rate
-            for _ in range(sc.bisect):
-                if not good or bad == math.inf:
-                    break
-                mid = round(math.sqrt(good * bad))
-                if mid in (good, bad):
-                    break
-                if await step(mid):
-                    good = mid
-                else:
-                    bad = mid
+            start = sc.start_rate if target == "ours" else sc.start_rate / 10
+            good, bad = await find_max_rate(step, start, sc.max_rate, sc.bisect)
             best = max((s for s in steps if s["ok"]), key=lambda s: s["rate"], default=None)
             return {
                 "max_rate": good,
-                "first_failing_rate": None if bad == math.inf else bad,
+                "first_failing_rate": bad,
                 "best": best,
                 "steps": steps,
                 "connect": conn,
@@ -534,26 +370,3 @@ class Runner:
             }
         finally:
             await self.teardown(redis, servers)
-
-
-def machine() -> dict[str, Any]:
-    model = "unknown"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    redis_version = "unknown"
-    if shutil.which("redis-server"):
-        with contextlib.suppress(Exception):
-            out = subprocess.run(
-                ["redis-server", "--version"], capture_output=True, text=True, timeout=5
-            ).stdout
-            redis_version = out.split("v=")[1].split()[0] if "v=" in out else out.strip()
-    return {
-        "nproc": os.cpu_count(),
-        "cpu_model": model,
-        "python": sys.version.split()[0],
-        "redis": redis_version,
-        "platform": sys.platform,
-    }

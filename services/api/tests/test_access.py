@@ -28,8 +28,10 @@ from tickerhub_api.app import create_app
 from tickerhub_api.settings import ApiSettings
 from tickerhub_core.settings import load_settings
 from tickerhub_testkit.net import free_port, wait_for_port
+from tickerhub_testkit.processes import Procs, start_api
+from tickerhub_testkit.ws import recv
 
-from .conftest import BIN, Producer, frames_until_closed, recv, start_api
+from .conftest import BIN, Producer, frames_until_closed
 
 KEY = "k3y-0123456789abcdef-ONE"
 OTHER = "k3y-0123456789abcdef-TWO"
@@ -227,10 +229,9 @@ async def test_cors_with_keys_is_off_unless_origins_are_listed() -> None:
 
 @pytest.mark.integration
 async def test_rest_needs_a_key_when_keys_are_set(
-    redis_server: Any, producer: Producer, services: list
+    redis_server: Any, aapl_msft: Producer, procs: Procs
 ) -> None:
-    api = start_api(redis_server.url, API_KEYS=f"{KEY},{OTHER}")
-    services.append(api)
+    api = start_api(procs, redis_server.url, API_KEYS=f"{KEY},{OTHER}")
     async with httpx.AsyncClient(base_url=api.http) as http:
         for path in ("/tickers", "/tickers/AAPL", "/news"):
             response = await http.get(path)
@@ -239,7 +240,7 @@ async def test_rest_needs_a_key_when_keys_are_set(
             assert (await http.get(path, headers={"X-API-Key": WRONG})).status_code == 401
         ok = await http.get("/tickers", headers={"Authorization": f"Bearer {KEY}"})
         assert ok.status_code == 200
-        assert ok.json() == producer.quotes
+        assert ok.json() == aapl_msft.quotes
         ok = await http.get("/tickers/aapl", headers={"X-API-Key": OTHER})
         assert ok.status_code == 200
         assert (await http.get("/healthz")).status_code == 200
@@ -248,10 +249,9 @@ async def test_rest_needs_a_key_when_keys_are_set(
 
 @pytest.mark.integration
 async def test_websockets_need_a_key_before_any_data(
-    redis_server: Any, producer: Producer, services: list
+    redis_server: Any, aapl_msft: Producer, procs: Procs
 ) -> None:
-    api = start_api(redis_server.url, API_KEYS=KEY, WS_AUTH_TIMEOUT="1")
-    services.append(api)
+    api = start_api(procs, redis_server.url, API_KEYS=KEY, WS_AUTH_TIMEOUT="1")
     refused = {
         "no key, silent": (f"{api.ws}/ws/prices", None, {}),
         "wrong query key": (f"{api.ws}/ws/prices?api_key={WRONG}", None, {}),
@@ -278,7 +278,7 @@ async def test_websockets_need_a_key_before_any_data(
                 await ws.send(orjson.dumps(first).decode())
             snapshot = await recv(ws)
             assert snapshot["type"] == "snapshot", case
-            assert snapshot["data"] == producer.quotes, case
+            assert snapshot["data"] == aapl_msft.quotes, case
             # A later {"auth": ...} is harmless; the stream goes on.
             await ws.send(orjson.dumps({"auth": KEY}).decode())
             await ws.send("ping")
@@ -290,10 +290,9 @@ async def test_websockets_need_a_key_before_any_data(
 
 @pytest.mark.integration
 async def test_open_api_ignores_auth_messages(
-    redis_server: Any, producer: Producer, services: list
+    redis_server: Any, aapl_msft: Producer, procs: Procs
 ) -> None:
-    api = start_api(redis_server.url)
-    services.append(api)
+    api = start_api(procs, redis_server.url)
     async with websockets.connect(f"{api.ws}/ws/prices") as ws:
         assert (await recv(ws))["type"] == "snapshot"
         await ws.send(orjson.dumps({"auth": "anything"}).decode())
@@ -303,10 +302,9 @@ async def test_open_api_ignores_auth_messages(
 
 @pytest.mark.integration
 async def test_origin_allowlist_refuses_other_browser_origins(
-    redis_server: Any, producer: Producer, services: list
+    redis_server: Any, aapl_msft: Producer, procs: Procs
 ) -> None:
-    api = start_api(redis_server.url, ALLOWED_ORIGINS="https://app.example.com")
-    services.append(api)
+    api = start_api(procs, redis_server.url, ALLOWED_ORIGINS="https://app.example.com")
     for path in ("/ws/prices", "/ws/news"):
         with pytest.raises(websockets.InvalidStatus) as info:
             await websockets.connect(f"{api.ws}{path}", origin="https://evil.example.net")
@@ -319,7 +317,7 @@ async def test_origin_allowlist_refuses_other_browser_origins(
 
 @pytest.mark.integration
 async def test_keys_never_reach_the_logs(
-    redis_server: Any, producer: Producer, tmp_path: Path
+    redis_server: Any, aapl_msft: Producer, tmp_path: Path
 ) -> None:
     port = free_port()
     log_file = tmp_path / "api.log"

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -22,8 +21,10 @@ from redis.asyncio import Redis
 from tickerhub_core import wire
 from tickerhub_core.keys import RedisKeys
 from tickerhub_core.store import NewsStore
-
-from .conftest import WAIT, Producer, Service, full_quote, recv, start_api
+from tickerhub_testkit.processes import Procs, poller_process, start_api
+from tickerhub_testkit.producer import Producer, full_quote
+from tickerhub_testkit.wait import WAIT, eventually
+from tickerhub_testkit.ws import recv
 
 pytestmark = pytest.mark.integration
 
@@ -36,17 +37,11 @@ async def redis(redis_server: Any) -> AsyncIterator[Redis]:
 
 
 @pytest.fixture
-async def producer(redis: Redis) -> Producer:
+async def four_tickers(redis: Redis) -> Producer:
+    """A producer that has published AAPL, MSFT, TSLA and GOOG."""
     producer = Producer(redis)
     await producer.publish({s: {"price": 100.0} for s in ("AAPL", "MSFT", "TSLA", "GOOG")})
     return producer
-
-
-async def recv_until(ws: Any, predicate: Any) -> Any:
-    while True:
-        message = await recv(ws)
-        if predicate(message):
-            return message
 
 
 class View:
@@ -86,22 +81,14 @@ async def get_json(url: str) -> Any:
         return response.json()
 
 
-async def wait_for(condition: Any, what: str) -> None:
-    deadline = time.monotonic() + WAIT
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.02)
-
-
-async def test_snapshot_then_diffs(redis_server: Any, producer: Producer, services: list) -> None:
-    api = start_api(redis_server.url)
-    services.append(api)
+async def test_snapshot_then_diffs(redis_server: Any, four_tickers: Producer, procs: Procs) -> None:
+    api = start_api(procs, redis_server.url)
     async with websockets.connect(f"{api.ws}/ws/prices") as ws:
         snapshot = await recv(ws)
         assert snapshot["type"] == "snapshot"
-        assert snapshot["seq"] == producer.seq
-        assert snapshot["data"] == producer.quotes
-        seq = await producer.publish({"AAPL": {"price": 101.0}})
+        assert snapshot["seq"] == four_tickers.seq
+        assert snapshot["data"] == four_tickers.quotes
+        seq = await four_tickers.publish({"AAPL": {"price": 101.0}})
         diff = await recv(ws)
         assert diff["type"] == "diff"
         assert diff["seq"] == seq
@@ -109,10 +96,9 @@ async def test_snapshot_then_diffs(redis_server: Any, producer: Producer, servic
 
 
 async def test_watchlist_receives_only_its_symbols_and_converges(
-    redis_server: Any, producer: Producer, services: list
+    redis_server: Any, four_tickers: Producer, procs: Procs
 ) -> None:
-    api = start_api(redis_server.url)
-    services.append(api)
+    api = start_api(procs, redis_server.url)
     async with websockets.connect(f"{api.ws}/ws/prices") as ws:
         await recv(ws)
         await ws.send(orjson.dumps({"watchlist": ["aapl", "msft", "NEWCO"]}).decode())
@@ -123,7 +109,7 @@ async def test_watchlist_receives_only_its_symbols_and_converges(
         view.apply(reply)
         task = asyncio.create_task(follow(ws, view))
         for i in range(200):
-            await producer.publish(
+            await four_tickers.publish(
                 {
                     "AAPL": {"price": 100 + i},
                     "TSLA": {"price": 200 + i},
@@ -131,7 +117,7 @@ async def test_watchlist_receives_only_its_symbols_and_converges(
                     **({"NEWCO": {"price": 1.0}} if i == 150 else {}),
                 }
             )
-        await wait_for(lambda: view.quotes.get("AAPL", {}).get("price") == 299, "last diff")
+        await eventually(lambda: view.quotes.get("AAPL", {}).get("price") == 299, "last diff")
         task.cancel()
     seen = {s for m in view.messages if isinstance(m, dict) for s in m.get("data", {})}
     assert seen == {"AAPL", "MSFT", "NEWCO"}
@@ -140,10 +126,9 @@ async def test_watchlist_receives_only_its_symbols_and_converges(
 
 
 async def test_subscribe_unsubscribe_and_errors(
-    redis_server: Any, producer: Producer, services: list
+    redis_server: Any, four_tickers: Producer, procs: Procs
 ) -> None:
-    api = start_api(redis_server.url, WS_MAX_SYMBOLS="3", WS_MAX_FRAME_BYTES="2048")
-    services.append(api)
+    api = start_api(procs, redis_server.url, WS_MAX_SYMBOLS="3", WS_MAX_FRAME_BYTES="2048")
     async with websockets.connect(f"{api.ws}/ws/prices") as ws:
         await recv(ws)
         await ws.send('{"watchlist": ["AAPL"]}')
@@ -170,7 +155,7 @@ async def test_subscribe_unsubscribe_and_errors(
             "symbols": ["AAPL"],
             "watchlist": ["MSFT"],
         }
-        seq = await producer.publish({"AAPL": {"price": 1.0}, "MSFT": {"price": 2.0}})
+        seq = await four_tickers.publish({"AAPL": {"price": 1.0}, "MSFT": {"price": 2.0}})
         diff = await recv(ws)  # the watchlist survived the errors: MSFT only
         assert diff["seq"] == seq
         assert set(diff["data"]) == {"MSFT"}
@@ -181,11 +166,10 @@ async def test_subscribe_unsubscribe_and_errors(
 
 
 async def test_readme_browser_client_flow(
-    redis_server: Any, producer: Producer, services: list
+    redis_server: Any, four_tickers: Producer, procs: Procs
 ) -> None:
     """The README's example: on open, start pinging and send a watchlist; log everything."""
-    api = start_api(redis_server.url)
-    services.append(api)
+    api = start_api(procs, redis_server.url)
     async with websockets.connect(f"{api.ws}/ws/prices") as ws:
         await ws.send("ping")
         await ws.send(orjson.dumps({"watchlist": ["AAPL", "MSFT"]}).decode())
@@ -195,8 +179,8 @@ async def test_readme_browser_client_flow(
         first, last = orjson.loads(frames[0]), orjson.loads(frames[2])
         assert first["type"] == last["type"] == "snapshot"
         assert set(last["data"]) == {"AAPL", "MSFT"}
-        await producer.publish({"TSLA": {"price": 1.0}})
-        seq = await producer.publish({"MSFT": {"price": 1.0}})
+        await four_tickers.publish({"TSLA": {"price": 1.0}})
+        seq = await four_tickers.publish({"MSFT": {"price": 1.0}})
         diff = orjson.loads(await asyncio.wait_for(ws.recv(), WAIT))
         assert (diff["type"], diff["seq"], list(diff["data"])) == ("diff", seq, ["MSFT"])
         await ws.send("ping")
@@ -204,49 +188,47 @@ async def test_readme_browser_client_flow(
 
 
 async def test_two_api_processes_serve_the_same_stream(
-    redis_server: Any, producer: Producer, services: list
+    redis_server: Any, four_tickers: Producer, procs: Procs
 ) -> None:
-    apis = [start_api(redis_server.url), start_api(redis_server.url)]
-    services.extend(apis)
+    apis = [start_api(procs, redis_server.url), start_api(procs, redis_server.url)]
     views = [View(), View()]
     async with (
         websockets.connect(f"{apis[0].ws}/ws/prices") as a,
         websockets.connect(f"{apis[1].ws}/ws/prices") as b,
     ):
         tasks = [asyncio.create_task(follow(ws, v)) for ws, v in zip((a, b), views, strict=True)]
-        await wait_for(lambda: all(v.seq == producer.seq for v in views), "snapshots")
+        await eventually(lambda: all(v.seq == four_tickers.seq for v in views), "snapshots")
         for i in range(50):
-            last = await producer.publish({"AAPL": {"price": float(i)}, "GOOG": {"volume": i}})
-        await wait_for(lambda: all(v.seq == last for v in views), "last diff on both")
+            last = await four_tickers.publish({"AAPL": {"price": float(i)}, "GOOG": {"volume": i}})
+        await eventually(lambda: all(v.seq == last for v in views), "last diff on both")
         for task in tasks:
             task.cancel()
-    assert views[0].quotes == views[1].quotes == producer.quotes
-    assert await get_json(f"{apis[1].http}/tickers") == producer.quotes
+    assert views[0].quotes == views[1].quotes == four_tickers.quotes
+    assert await get_json(f"{apis[1].http}/tickers") == four_tickers.quotes
 
 
 async def test_gap_and_reset_send_a_fresh_snapshot(
-    redis_server: Any, redis: Redis, producer: Producer, services: list
+    redis_server: Any, redis: Redis, four_tickers: Producer, procs: Procs
 ) -> None:
-    api = start_api(redis_server.url)
-    services.append(api)
+    api = start_api(procs, redis_server.url)
     keys = RedisKeys()
     async with websockets.connect(f"{api.ws}/ws/prices") as ws:
         await recv(ws)
         await ws.send('{"watchlist": ["AAPL"]}')
         await recv(ws)
         # Changes the api never hears about (a lost message): seq jumps by 3.
-        producer.quotes["AAPL"].update(price=555.0, seq=producer.seq + 3)
-        await redis.hset(keys.prices, "AAPL", wire.dumps(producer.quotes["AAPL"]))
-        await redis.set(keys.prices_seq, producer.seq + 3)
-        producer.seq += 3
-        seq = await producer.publish({"TSLA": {"price": 1.0}})
+        four_tickers.quotes["AAPL"].update(price=555.0, seq=four_tickers.seq + 3)
+        await redis.hset(keys.prices, "AAPL", wire.dumps(four_tickers.quotes["AAPL"]))
+        await redis.set(keys.prices_seq, four_tickers.seq + 3)
+        four_tickers.seq += 3
+        seq = await four_tickers.publish({"TSLA": {"price": 1.0}})
         snapshot = await recv(ws)
         assert snapshot["type"] == "snapshot"
         assert snapshot["seq"] == seq
-        assert snapshot["data"] == {"AAPL": producer.quotes["AAPL"]}
+        assert snapshot["data"] == {"AAPL": four_tickers.quotes["AAPL"]}
         # A wholesale reset (e.g. Redis lost its data and a producer rewrote it).
         quotes = {"AAPL": full_quote("AAPL", seq + 1, price=1.0)}
-        await producer.store.reset(seq + 1, {s: wire.dumps(q) for s, q in quotes.items()})
+        await four_tickers.store.reset(seq + 1, {s: wire.dumps(q) for s, q in quotes.items()})
         snapshot = await recv(ws)
         assert (snapshot["type"], snapshot["seq"], snapshot["data"]) == (
             "snapshot",
@@ -255,9 +237,8 @@ async def test_gap_and_reset_send_a_fresh_snapshot(
         )
 
 
-async def test_news_stream(redis_server: Any, redis: Redis, services: list) -> None:
-    api = start_api(redis_server.url)
-    services.append(api)
+async def test_news_stream(redis_server: Any, redis: Redis, procs: Procs) -> None:
+    api = start_api(procs, redis_server.url)
     store = NewsStore(redis, RedisKeys())
 
     def item(i: int, tickers: list[str]) -> dict[str, Any]:
@@ -299,12 +280,11 @@ def stalled_client(port: int) -> socket.socket:
 
 
 async def test_stalled_client_blocks_nobody_and_memory_stays_bounded(
-    redis_server: Any, producer: Producer, services: list
+    redis_server: Any, four_tickers: Producer, procs: Procs
 ) -> None:
-    api = start_api(redis_server.url, WS_SEND_TIMEOUT="3")
-    services.append(api)
+    api = start_api(procs, redis_server.url, WS_SEND_TIMEOUT="3")
     symbols = [f"S{i:03d}" for i in range(300)]
-    await producer.publish({s: {"name": "x" * 100, "price": 1.0} for s in symbols})
+    await four_tickers.publish({s: {"name": "x" * 100, "price": 1.0} for s in symbols})
     rss = psutil.Process(api.proc.pid).memory_info
     stalled = stalled_client(api.port)
     try:
@@ -315,7 +295,7 @@ async def test_stalled_client_blocks_nobody_and_memory_stays_bounded(
             async def burst(n: int, base: float) -> int:
                 last = 0
                 for i in range(n):
-                    last = await producer.publish(
+                    last = await four_tickers.publish(
                         {s: {"price": base + i, "volume": i} for s in symbols}
                     )
                 return last
@@ -323,46 +303,37 @@ async def test_stalled_client_blocks_nobody_and_memory_stays_bounded(
             # Warm up (allocator, first frames), then measure while the stalled client
             # is owed far more than its socket buffers can hold (~20 KiB per diff).
             last = await burst(50, 1000.0)
-            await wait_for(lambda: view.seq == last, "warm-up diffs")
+            await eventually(lambda: view.seq == last, "warm-up diffs")
             before = rss().rss
             for round_ in range(4):
                 last = await burst(100, 2000.0 + 1000 * round_)
                 # The reading client gets every round in full while the other stalls.
-                await wait_for(lambda last=last: view.seq == last, "diffs for the reading client")
+                await eventually(lambda last=last: view.seq == last, "diffs for the reading client")
             grown = rss().rss - before
             task.cancel()
-        assert view.quotes == producer.quotes
+        assert view.quotes == four_tickers.quotes
         # 400 diffs x ~20 KiB = ~8 MiB owed to the stalled client; conflation keeps one
         # pending entry per symbol, so the process does not hold that backlog.
         assert grown < 4 * 1024 * 1024, f"RSS grew by {grown} bytes"
         # Past WS_SEND_TIMEOUT the stalled connection is dropped.
         async with httpx.AsyncClient() as http:
-            deadline = time.monotonic() + WAIT
-            while (await http.get(f"{api.http}/readyz")).json()["connections"] > 0:
-                assert time.monotonic() < deadline, "stalled client never dropped"
-                await asyncio.sleep(0.1)
+
+            async def dropped() -> bool:
+                return (await http.get(f"{api.http}/readyz")).json()["connections"] == 0
+
+            await eventually(dropped, "the stalled client dropped", interval=0.1)
     finally:
         stalled.close()
 
 
-async def test_with_the_simulated_poller(redis_server: Any, services: list) -> None:
-    poller = Service(
-        "poller",
-        {
-            "REDIS_URL": redis_server.url,
-            "SOURCE": "simulated",
-            "TICKERS": "AAPL,MSFT,GOOG,TSLA",
-            "POLL_FREQ": "0.05",
-        },
-    ).start()
-    services.append(poller)
-    api = start_api(redis_server.url)
-    services.append(api)
+async def test_with_the_simulated_poller(redis_server: Any, procs: Procs) -> None:
+    poller = procs(poller_process(redis_server.url, ["AAPL", "MSFT", "GOOG", "TSLA"]))
+    api = start_api(procs, redis_server.url)
     view = View()
     async with websockets.connect(f"{api.ws}/ws/prices") as ws:
         await ws.send('{"watchlist": ["AAPL", "MSFT"]}')
         task = asyncio.create_task(follow(ws, view))
-        await wait_for(
+        await eventually(
             lambda: sum(isinstance(m, dict) and m["type"] == "diff" for m in view.messages) >= 5,
             "diffs from the poller",
         )
@@ -374,32 +345,3 @@ async def test_with_the_simulated_poller(redis_server: Any, services: list) -> N
     assert {s for m in after for s in m["data"]} == {"AAPL", "MSFT"}
     rest = await get_json(f"{api.http}/tickers")
     assert view.quotes == {s: rest[s] for s in ("AAPL", "MSFT")}
-
-
-def test_api_exits_zero_on_sigterm(redis_server: Any) -> None:
-    api = start_api(redis_server.url)
-    assert api.stop() == 0
-
-
-async def test_redis_restart_converges(own_redis_server: Any, services: list) -> None:
-    """Redis restarts and loses everything; the api resubscribes and clients converge."""
-    api = start_api(own_redis_server.url)
-    services.append(api)
-    redis = Redis.from_url(own_redis_server.url)
-    try:
-        await Producer(redis).publish({"AAPL": {"price": 1.0}, "MSFT": {"price": 1.0}})
-        view = View()
-        async with websockets.connect(f"{api.ws}/ws/prices") as ws:
-            task = asyncio.create_task(follow(ws, view))
-            await wait_for(lambda: set(view.quotes) == {"AAPL", "MSFT"}, "first snapshot")
-            own_redis_server.restart()
-            await redis.aclose()
-            redis = Redis.from_url(own_redis_server.url)
-            producer = Producer(redis)  # a producer starting over on the empty Redis
-            await producer.publish({"TSLA": {"price": 7.0}})
-            await producer.publish({"TSLA": {"price": 8.0}})
-            await wait_for(lambda: view.quotes == producer.quotes, "convergence after restart")
-            task.cancel()
-        assert await get_json(f"{api.http}/tickers") == producer.quotes
-    finally:
-        await redis.aclose()

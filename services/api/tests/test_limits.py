@@ -13,8 +13,11 @@ import pytest
 import websockets
 
 from tickerhub_api.limits import ConnectionSlots, MessageLimiter, TokenBucket, Verdict
+from tickerhub_testkit.processes import Procs, start_api
+from tickerhub_testkit.wait import eventually
+from tickerhub_testkit.ws import recv
 
-from .conftest import Producer, frames_until_closed, recv, start_api
+from .conftest import Producer, frames_until_closed
 
 
 class FakeClock:
@@ -91,10 +94,9 @@ def test_connection_slots() -> None:
 
 @pytest.mark.integration
 async def test_max_connections_refuses_with_1013_and_frees_slots(
-    redis_server: Any, producer: Producer, services: list
+    redis_server: Any, aapl_msft: Producer, procs: Procs
 ) -> None:
-    api = start_api(redis_server.url, WS_MAX_CONNECTIONS="2")
-    services.append(api)
+    api = start_api(procs, redis_server.url, WS_MAX_CONNECTIONS="2")
     prices = await websockets.connect(f"{api.ws}/ws/prices")
     news = await websockets.connect(f"{api.ws}/ws/news")
     assert (await recv(prices))["type"] == "snapshot"
@@ -109,30 +111,29 @@ async def test_max_connections_refuses_with_1013_and_frees_slots(
     assert await recv(prices) == "pong"
     # A slot frees when a client leaves.
     await news.close()
-    deadline = time.monotonic() + 10
-    while True:
+
+    async def admitted() -> bool:
         async with websockets.connect(f"{api.ws}/ws/news") as again:
             message: Any = None
             with contextlib.suppress(websockets.ConnectionClosed):
                 message = await recv(again)
-            if isinstance(message, dict) and message.get("type") == "snapshot":
-                break
-        assert time.monotonic() < deadline, "slot never freed"
-        await asyncio.sleep(0.05)
+            return isinstance(message, dict) and message.get("type") == "snapshot"
+
+    await eventually(admitted, "a freed slot", limit=10, interval=0.05)
     await prices.close()
 
 
 @pytest.mark.integration
 async def test_message_rate_limit_errors_then_closes_with_1008(
-    redis_server: Any, producer: Producer, services: list
+    redis_server: Any, aapl_msft: Producer, procs: Procs
 ) -> None:
     api = start_api(
+        procs,
         redis_server.url,
         WS_MAX_MESSAGES_PER_SECOND="1",
         WS_MESSAGE_BURST="3",
         WS_RATE_LIMIT_STRIKES="5",
     )
-    services.append(api)
     async with (
         websockets.connect(f"{api.ws}/ws/prices") as flooder,
         websockets.connect(f"{api.ws}/ws/prices") as neighbour,
@@ -162,10 +163,9 @@ async def test_message_rate_limit_errors_then_closes_with_1008(
 
 @pytest.mark.integration
 async def test_idle_timeout_closes_silent_clients_with_4000_only(
-    redis_server: Any, producer: Producer, services: list
+    redis_server: Any, aapl_msft: Producer, procs: Procs
 ) -> None:
-    api = start_api(redis_server.url, WS_IDLE_TIMEOUT="1")
-    services.append(api)
+    api = start_api(procs, redis_server.url, WS_IDLE_TIMEOUT="1")
     async with (
         websockets.connect(f"{api.ws}/ws/prices") as silent,
         websockets.connect(f"{api.ws}/ws/prices") as chatty,
@@ -188,12 +188,11 @@ async def test_idle_timeout_closes_silent_clients_with_4000_only(
 
 @pytest.mark.integration
 async def test_idle_timeout_is_off_by_default(
-    redis_server: Any, producer: Producer, services: list
+    redis_server: Any, aapl_msft: Producer, procs: Procs
 ) -> None:
-    api = start_api(redis_server.url, WS_PING_INTERVAL="0.2", WS_PING_TIMEOUT="1")
-    services.append(api)
+    api = start_api(procs, redis_server.url, WS_PING_INTERVAL="0.2", WS_PING_TIMEOUT="1")
     async with websockets.connect(f"{api.ws}/ws/prices") as listener:
         assert (await recv(listener))["type"] == "snapshot"
         await asyncio.sleep(2.0)  # only answers the server's pings (the library does)
-        seq = await producer.publish({"AAPL": {"price": 101.0}})
+        seq = await aapl_msft.publish({"AAPL": {"price": 101.0}})
         assert (await recv(listener))["seq"] == seq

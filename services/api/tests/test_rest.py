@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
@@ -16,6 +15,7 @@ from tickerhub_api.app import create_app
 from tickerhub_api.settings import ApiSettings
 from tickerhub_core.keys import RedisKeys
 from tickerhub_core.store import NewsStore, SnapshotStore
+from tickerhub_testkit.wait import eventually_blocking
 
 from .conftest import Producer
 
@@ -86,10 +86,12 @@ def client(redis_server: Any, history: FakeHistory) -> Iterator[TestClient]:
     seed(redis_server.url)
     app = create_app(ApiSettings(redis_url=redis_server.url), history=history)
     with TestClient(app) as client:
-        deadline = time.monotonic() + 10
-        while client.get("/readyz").status_code != 200:
-            assert time.monotonic() < deadline, client.get("/readyz").json()
-            time.sleep(0.05)
+        eventually_blocking(
+            lambda: client.get("/readyz").status_code == 200,
+            "readyz 200",
+            limit=10,
+            detail=lambda: str(client.get("/readyz").json()),
+        )
         yield client
 
 

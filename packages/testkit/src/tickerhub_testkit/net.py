@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import socket
-import time
+
+from tickerhub_testkit.wait import eventually_blocking
 
 
 def free_port() -> int:
@@ -13,12 +14,11 @@ def free_port() -> int:
 
 
 def wait_for_port(port: int, host: str = "127.0.0.1", timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
+    def listening() -> bool:
         try:
             with socket.create_connection((host, port), timeout=0.5):
-                return
+                return True
         except OSError:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"nothing listening on {host}:{port} after {timeout}s") from None
-            time.sleep(0.05)
+            return False
+
+    eventually_blocking(listening, f"something listening on {host}:{port}", limit=timeout)

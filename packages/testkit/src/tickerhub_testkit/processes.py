@@ -7,9 +7,9 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import TypeVar
 
 
 def console_script(name: str) -> str:
@@ -51,15 +51,18 @@ class ServiceProcess:
         return self.log_path.read_text(errors="replace")
 
     def wait_for_output(self, text: str, timeout: float = 15.0) -> None:
-        deadline = time.monotonic() + timeout
-        while text not in self.output():
+        from tickerhub_testkit.wait import eventually_blocking
+
+        def seen() -> bool:
+            if text in self.output():
+                return True
             if self.proc is not None and self.proc.poll() is not None:
-                raise RuntimeError(
-                    f"{self.script} exited ({self.proc.returncode}):\n{self.output()}"
-                )
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{text!r} not in {self.script} output:\n{self.output()}")
-            time.sleep(0.05)
+                raise AssertionError(f"{self.script} exited ({self.proc.returncode})")
+            return False
+
+        eventually_blocking(
+            seen, f"{text!r} in {self.script} output", limit=timeout, detail=self.output
+        )
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int:
         """Send ``sig`` and wait; returns the exit code (kills after ``timeout``)."""
@@ -82,6 +85,9 @@ class ServiceProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+P = TypeVar("P", bound=ServiceProcess)
 
 
 class ApiProcess(ServiceProcess):
@@ -108,21 +114,43 @@ class ApiProcess(ServiceProcess):
 
     def wait_ready(self, timeout: float = 30.0) -> ApiProcess:
         """Until ``/readyz`` answers 200 (Redis reachable, snapshot loaded)."""
-        import contextlib
-
         import httpx
 
         from tickerhub_testkit.net import wait_for_port
+        from tickerhub_testkit.wait import eventually_blocking
+
+        def ready() -> bool:
+            assert self.alive, f"api exited:\n{self.output()}"
+            try:
+                return httpx.get(f"{self.http}/readyz", timeout=5).status_code == 200
+            except httpx.HTTPError:
+                return False
 
         wait_for_port(self.port, timeout=timeout)
-        deadline = time.monotonic() + timeout
-        while True:
-            assert self.alive, f"api exited:\n{self.output()}"
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{self.http}/readyz", timeout=5).status_code == 200:
-                    return self
-            assert time.monotonic() < deadline, f"api never became ready:\n{self.output()}"
-            time.sleep(0.05)
+        eventually_blocking(ready, "api /readyz 200", limit=timeout, detail=self.output)
+        return self
+
+
+class Procs:
+    """Services a test started, stopped (SIGTERM, then SIGKILL) when it ends: the ``procs``
+    fixture. Calling it starts a process and returns it."""
+
+    def __init__(self) -> None:
+        self.started: list[ServiceProcess] = []
+
+    def __call__(self, proc: P) -> P:
+        self.started.append(proc)  # registered first: stopped even if start fails half-way
+        proc.start()
+        return proc
+
+    def stop_all(self) -> None:
+        for proc in reversed(self.started):
+            proc.stop(timeout=10)
+
+
+def start_api(procs: Procs, redis_url: str, **env: str) -> ApiProcess:
+    """The api as a subprocess on a free port (stopped with the test), once it is ready."""
+    return procs(ApiProcess(redis_url, **env)).wait_ready()
 
 
 def poller_process(redis_url: str, tickers: Iterable[str], **env: str) -> ServiceProcess:

@@ -1,4 +1,5 @@
-"""Fixtures: ``redis_server`` (shared, flushed per test) and ``own_redis_server`` (private)."""
+"""Fixtures: ``redis_server`` (shared, flushed per test), ``own_redis_server`` (private),
+``procs`` (service subprocesses stopped when the test ends)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tickerhub_testkit.processes import Procs
 from tickerhub_testkit.redis_server import RedisServer
 
 
@@ -34,3 +36,14 @@ def own_redis_server() -> Iterator[RedisServer]:
         yield server
     finally:
         server.close()
+
+
+@pytest.fixture
+def procs() -> Iterator[Procs]:
+    """Start a service with ``procs(proc)``; each is stopped when the test ends, whatever
+    happens (SIGTERM, then SIGKILL after 10 s)."""
+    started = Procs()
+    try:
+        yield started
+    finally:
+        started.stop_all()

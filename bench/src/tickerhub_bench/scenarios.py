@@ -1,0 +1,47 @@
+"""The scenario table: A-E, in quick and ``--full`` sizes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+# A saturation step passes when p99 stays under this (and every client converges).
+P99_SATURATION_MS = 100.0
+
+
+@dataclass
+class Scenario:
+    name: str
+    title: str
+    clients: int
+    symbols: int
+    rate: float
+    duration: float
+    watch: int | None = None  # K symbols per client, None = all
+    stall_fraction: float = 0.0
+    stall_seconds: float = 0.0
+    stall_at: float = 2.0
+    saturation: bool = False
+    processes: int = 1
+    start_rate: float = 100.0
+    max_rate: float = 20000.0
+    bisect: int = 1
+
+
+def scenarios(full: bool, only: Sequence[str] | None = None) -> list[Scenario]:
+    if full:
+        n_a, n_b, dur, step = 1000, 10000, 20.0, 5.0
+    else:
+        n_a, n_b, dur, step = 200, 1000, 8.0, 3.0
+    found = [
+        Scenario("A", "broadcast", n_a, 50, 100, dur),
+        Scenario("B", "watchlists", n_b, 500, 500, dur, watch=10),
+        Scenario("C", "slow consumers", n_a, 50, 100, max(dur, 14.0), stall_fraction=0.1,
+                 stall_seconds=10.0),
+        Scenario("D", "saturation", n_a, 50, 0, step, saturation=True, bisect=2 if full else 1),
+        Scenario("E", "scale out (2 procs)", n_a, 50, 0, step, saturation=True, processes=2,
+                 bisect=2 if full else 1),
+    ]  # fmt: skip
+    if only:
+        found = [s for s in found if s.name in only]
+    return found

@@ -1,0 +1,45 @@
+"""A test producer: writes quotes into Redis the documented way, as the poller does."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from redis.asyncio import Redis
+
+from tickerhub_core import wire
+from tickerhub_core.keys import RedisKeys
+from tickerhub_core.models import make_quote
+from tickerhub_core.store import SnapshotStore
+
+
+def full_quote(symbol: str, seq: int, **fields: Any) -> dict[str, Any]:
+    return {**make_quote(symbol, **fields), "seq": seq, "stale": False}
+
+
+class Producer:
+    """Publishes diffs through ``SnapshotStore.publish_diff``, as any producer must.
+
+    ``quotes`` and ``seq`` are what a client that merged every diff should hold.
+    """
+
+    def __init__(self, redis: Redis, keys: RedisKeys | None = None) -> None:
+        self.store = SnapshotStore(redis, keys or RedisKeys())
+        self.quotes: dict[str, dict[str, Any]] = {}
+        self.seq = 0
+
+    async def publish(self, changes: dict[str, dict[str, Any]]) -> int:
+        """``changes``: symbol -> changed fields (a new symbol gets a full quote)."""
+        seq = self.seq + 1
+        data: dict[str, dict[str, Any]] = {}
+        for symbol, fields in changes.items():
+            if symbol not in self.quotes:
+                self.quotes[symbol] = full_quote(symbol, seq, **fields)
+                data[symbol] = dict(self.quotes[symbol])
+            else:
+                self.quotes[symbol].update(fields, seq=seq)
+                data[symbol] = {"symbol": symbol, "seq": seq, **fields}
+        full = {s: wire.dumps(self.quotes[s]) for s in changes}
+        result = await self.store.publish_diff(self.seq, wire.diff_message(seq, data), full)
+        assert result.ok, result
+        self.seq = seq
+        return seq
