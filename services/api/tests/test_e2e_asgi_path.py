@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from .conftest import start_api
+from tickerhub_testkit.processes import Procs, start_api
+
 from .test_e2e import *  # noqa: F403  (collects the same tests and their fixtures)
 
 
@@ -21,10 +22,7 @@ def _asgi_path(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("WS_FAST_PATH", "false")
 
 
-def test_the_api_reads_the_setting(redis_server: Any) -> None:
+def test_the_api_reads_the_setting(redis_server: Any, procs: Procs) -> None:
     """The subprocesses started here really take the ASGI path (what the api logs at start)."""
-    api = start_api(redis_server.url, LOG_LEVEL="INFO")
-    try:
-        assert "WebSocket frames: plain ASGI sends" in api.output(), api.output()
-    finally:
-        api.stop()
+    api = start_api(procs, redis_server.url, LOG_LEVEL="INFO")
+    assert "WebSocket frames: plain ASGI sends" in api.output(), api.output()

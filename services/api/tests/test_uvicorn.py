@@ -27,8 +27,9 @@ from tickerhub_api.stream.fastpath import EXTENSION, FastChannel, FastWebSocketP
 from tickerhub_api.stream.hub import Hub
 from tickerhub_api.stream.protocol import CloseCode
 from tickerhub_api.stream.senders import AsgiSender, FastSender
-
-from .conftest import WAIT, Producer, recv
+from tickerhub_testkit.producer import Producer
+from tickerhub_testkit.wait import WAIT
+from tickerhub_testkit.ws import recv
 
 pytestmark = pytest.mark.integration
 
@@ -68,7 +69,7 @@ def test_the_console_script_uses_the_fast_protocol() -> None:
 
 @pytest.mark.parametrize("fast", [True, False], ids=["fast-path", "asgi-path"])
 async def test_which_send_path_writes_the_frames(
-    fast: bool, redis_server: Any, producer: Producer
+    fast: bool, redis_server: Any, aapl_msft: Producer
 ) -> None:
     async with (
         serving(redis_server.url, fast) as (base, hub),
@@ -78,7 +79,7 @@ async def test_which_send_path_writes_the_frames(
         assert snapshot["type"] == "snapshot"
         assert set(snapshot["data"]) >= {"AAPL", "MSFT"}
         [conn] = hub.prices.connections
-        seq = await producer.publish({"AAPL": {"price": 123.0}})
+        seq = await aapl_msft.publish({"AAPL": {"price": 123.0}})
         diff = await recv(ws)
         assert diff == {**diff, "type": "diff", "seq": seq}
         assert diff["data"]["AAPL"]["price"] == 123.0
@@ -93,7 +94,7 @@ async def test_which_send_path_writes_the_frames(
             assert hub.flusher.writes == 0
 
 
-async def test_the_scope_carries_the_fast_channel(redis_server: Any, producer: Producer) -> None:
+async def test_the_scope_carries_the_fast_channel(redis_server: Any, aapl_msft: Producer) -> None:
     seen: list[Any] = []
     async with serving(redis_server.url, fast=True) as (base, hub):
         original = hub.prices.attach
@@ -113,7 +114,7 @@ async def test_the_scope_carries_the_fast_channel(redis_server: Any, producer: P
 
 @pytest.mark.parametrize("fast", [True, False], ids=["fast-path", "asgi-path"])
 async def test_behind_a_proxy_prefix(
-    fast: bool, redis_server: Any, producer: Producer, monkeypatch: pytest.MonkeyPatch
+    fast: bool, redis_server: Any, aapl_msft: Producer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """``uvicorn --root-path /tickerhub``: a proxy strips the prefix, uvicorn adds it to
     the scope's path. REST and both streams work, the streams through the app's bypass."""
@@ -146,7 +147,7 @@ async def test_behind_a_proxy_prefix(
 
 @pytest.mark.parametrize("fast", [True, False], ids=["fast-path", "asgi-path"])
 async def test_a_server_side_close_reaches_the_client(
-    fast: bool, redis_server: Any, producer: Producer
+    fast: bool, redis_server: Any, aapl_msft: Producer
 ) -> None:
     """What the slow-client sweep and shutdown do: ``conn.close(code)`` from outside the
     route; the route stops reading and sends the close frame with its reason."""
