@@ -2,7 +2,8 @@
 
 Runs only where `docker compose version` works and a Docker engine answers (on this
 offline machine: after ../shared/tools/container-standins.sh, which .ci/run runs);
-skipped with the reason elsewhere. Whatever happens, the project is taken down at the
+skipped with the reason elsewhere (a failure instead when TICKERHUB_REQUIRE_COMPOSE is
+set, as .ci/run and the GitHub workflow do where an engine must be). Whatever happens, the project is taken down at the
 end (`docker compose down -v --remove-orphans --rmi local`), so nothing keeps running.
 """
 
@@ -128,6 +129,8 @@ class Stack:
 @pytest.fixture
 def stack(tmp_path: Path) -> Iterator[Stack]:
     reason = docker_unavailable()
+    if reason and os.environ.get("TICKERHUB_REQUIRE_COMPOSE"):
+        pytest.fail(f"TICKERHUB_REQUIRE_COMPOSE is set but {reason}")
     if reason:
         pytest.skip(reason)
     stack = Stack(fresh_clone(tmp_path / "tickerhub"))
