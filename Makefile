@@ -15,7 +15,8 @@ start: ## Run Redis, api and poller with Docker Compose v2.24+ (http://localhost
 	if (( major < 2 || (major == 2 && minor < 24) )); then echo "make start needs Docker Compose v2.24+ (found $$v): please upgrade it"; exit 1; fi
 	@[ -f .env ] || cp .env.example .env
 	$(COMPOSE) up --build -d
-	@echo "TickerHub is starting: http://localhost:$${API_PORT:-8000}/tickers  ws://localhost:$${API_PORT:-8000}/ws/prices  (make logs, make stop)"
+	@port=$${API_PORT:-$$(sed -n 's/^API_PORT=//p' .env | tail -n 1)}; port=$${port:-8000}; \
+	echo "TickerHub is starting: http://localhost:$$port/tickers  ws://localhost:$$port/ws/prices  (make logs, make stop)"
 
 stop: ## Stop the Docker Compose stack
 	$(COMPOSE) down
