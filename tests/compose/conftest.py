@@ -9,6 +9,7 @@ end (`docker compose down -v --remove-orphans --rmi local`), so nothing keeps ru
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -110,14 +111,17 @@ class Stack:
             return self.compose("logs", "--no-color", "--tail", "40", check=False).stdout
         return "(no logs)"
 
-    def wait_healthy(self, limit: float) -> None:
+    async def wait_healthy(self, limit: float) -> None:
+        """Poll `docker compose ps` (one call at a time, off the event loop) until every
+        service is healthy; a cancelled or timed-out test stops it at once."""
         deadline = time.monotonic() + limit
-        while (health := self.health()) != dict.fromkeys(SERVICES, "healthy"):
+        while (health := await asyncio.to_thread(self.health)) != dict.fromkeys(
+            SERVICES, "healthy"
+        ):
             if time.monotonic() > deadline:
-                raise AssertionError(
-                    f"not all healthy after {limit:.0f} s: {health}\n{self.logs()}"
-                )
-            time.sleep(1)
+                logs = await asyncio.to_thread(self.logs)
+                raise AssertionError(f"not all healthy after {limit:.0f} s: {health}\n{logs}")
+            await asyncio.sleep(1)
 
     def down(self) -> None:
         self.compose(

@@ -122,7 +122,7 @@ async def test_make_start_serves_rides_out_a_redis_restart_and_make_stop_ends_cl
     start = await asyncio.to_thread(stack.run, "make", "start", timeout=900)
     assert start.returncode == 0, f"make start failed:\n{start.stdout}\n{start.stderr}"
     built = time.monotonic()
-    await asyncio.to_thread(stack.wait_healthy, HEALTHY_WITHIN)
+    await stack.wait_healthy(HEALTHY_WITHIN)
     print(
         f"\ncompose: make start {built - started:.0f} s, healthy {time.monotonic() - built:.0f} s later"
     )
@@ -158,7 +158,7 @@ async def test_make_start_serves_rides_out_a_redis_restart_and_make_stop_ends_cl
             )  # fmt: skip
             await wait_for(lambda: converged(http, client), "convergence after restart", stack)
             assert client.open, client.error
-            await asyncio.to_thread(stack.wait_healthy, HEALTHY_WITHIN)
+            await stack.wait_healthy(HEALTHY_WITHIN)
 
             # make stop, with the client still connected; watch the containers die.
             events = await asyncio.create_subprocess_exec(
