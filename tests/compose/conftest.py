@@ -55,10 +55,14 @@ def docker_unavailable() -> str | None:
 
 def fresh_clone(dest: Path) -> Path:
     """The files a clone of this checkout would have (tracked + new, not ignored ones)."""
-    listed = subprocess.run(
-        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        cwd=ROOT, capture_output=True, check=True,
-    ).stdout.decode().split("\0")  # fmt: skip
+    try:
+        listed = subprocess.run(
+            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+            cwd=ROOT, capture_output=True, check=True,
+        ).stdout.decode().split("\0")  # fmt: skip
+    except (OSError, subprocess.CalledProcessError):  # not a git checkout (e.g. a tarball)
+        local = shutil.ignore_patterns(".git", ".venv", ".env", "__pycache__", ".*cache")
+        return Path(shutil.copytree(ROOT, dest, ignore=local))
     for name in filter(None, listed):
         source = ROOT / name
         if source.is_file():  # a tracked file deleted in the worktree is not in a clone
