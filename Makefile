@@ -8,11 +8,15 @@ COMPOSE ?= docker compose
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-start: ## Run Redis, api and poller with Docker Compose (http://localhost:8000)
-	@command -v docker >/dev/null || { echo "make start needs Docker with the compose plugin; without Docker use 'make run'"; exit 1; }
+start: ## Run Redis, api and poller with Docker Compose v2.24+ (http://localhost:8000)
+	@command -v docker >/dev/null || { echo "make start needs Docker with the Compose v2 plugin (v2.24+); without Docker use 'make run'"; exit 1; }
+	@v=$$($(COMPOSE) version --short 2>/dev/null) || { echo "make start needs the Docker Compose v2 plugin (v2.24+): '$(COMPOSE) version' failed. Install Docker Desktop, or Docker Engine with docker-compose-plugin; without Docker use 'make run'"; exit 1; }; \
+	IFS=. read -r major minor _ <<< "$${v#v}"; \
+	if (( major < 2 || (major == 2 && minor < 24) )); then echo "make start needs Docker Compose v2.24+ (found $$v): please upgrade it"; exit 1; fi
 	@[ -f .env ] || cp .env.example .env
 	$(COMPOSE) up --build -d
-	@echo "TickerHub is starting: http://localhost:8000/tickers  ws://localhost:8000/ws/prices  (make logs, make stop)"
+	@port=$${API_PORT:-$$(sed -n 's/^API_PORT=//p' .env | tail -n 1)}; port=$${port:-8000}; \
+	echo "TickerHub is starting: http://localhost:$$port/tickers  ws://localhost:$$port/ws/prices  (make logs, make stop)"
 
 stop: ## Stop the Docker Compose stack
 	$(COMPOSE) down

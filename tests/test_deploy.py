@@ -1,8 +1,10 @@
-"""The Docker images and compose file, checked with what runs here (no Docker engine).
+"""The Docker images and compose file, checked without a Docker engine
+(tests/compose runs the real stack where one is available).
 
-Each Dockerfile's install command is run for real into a scratch copy of the
-workspace, and the resulting console script and healthcheck are then started
-exactly as the image would start them.
+Each Dockerfile's build steps are run for real on a scratch copy of the workspace,
+in its layer order (the manifests-only stage, the dependency sync, then the source
+and the project sync), and the resulting console script and healthcheck are then
+started exactly as the image would start them.
 """
 
 from __future__ import annotations
@@ -57,12 +59,56 @@ def test_compose_file_wires_the_three_services() -> None:
     assert "healthcheck" in services["redis"]
 
 
+def stage(service: str, name: str) -> list[tuple[str, str]]:
+    """The instructions of one build stage (``FROM ... AS name``); "" is the final stage."""
+    stages: list[list[tuple[str, str]]] = []
+    names: list[str] = []
+    for word, rest in instructions(dockerfile(service)):
+        if word == "FROM":
+            parts = rest.split()
+            names.append(parts[2] if len(parts) == 3 and parts[1].upper() == "AS" else "")
+            stages.append([])
+        stages[-1].append((word, rest))
+    return stages[-1] if name == "" else stages[names.index(name)]
+
+
+def runs(steps: list[tuple[str, str]]) -> list[str]:
+    """RUN commands without their ``--mount=`` options."""
+    return [re.sub(r"^(--mount=\S+\s+)+", "", rest) for word, rest in steps if word == "RUN"]
+
+
+def uv_syncs(service: str) -> tuple[str, str]:
+    """(dependencies only, then the project): the build stage's two ``uv sync`` runs."""
+    syncs = [r for r in runs(stage(service, "build")) if r.startswith("uv sync")]
+    assert len(syncs) == 2, syncs
+    return syncs[0], syncs[1]
+
+
+@pytest.mark.parametrize("service", list(SERVICES))
+def test_dependencies_get_their_own_cached_layer_before_the_source(service: str) -> None:
+    build = stage(service, "build")
+    deps, project = uv_syncs(service)
+    package = SERVICES[service]
+    assert (
+        deps
+        == f"uv sync --frozen --no-dev --no-editable --no-install-workspace --package {package}"
+    )
+    assert project == f"uv sync --frozen --no-dev --no-editable --package {package}"
+    order = [(w, r) for w, r in build if w in {"COPY", "RUN"}]
+    copies = [r for w, r in order if w == "COPY"]
+    # manifests first (from the stage that keeps only them), the source only after the deps
+    assert copies.index("--from=manifests /src /app") < copies.index(". .")
+    sync_runs = [i for i, (w, r) in enumerate(order) if w == "RUN" and "uv sync" in r]
+    source = order.index(("COPY", ". ."))
+    assert sync_runs[0] < source < sync_runs[1]
+    for word, rest in build:
+        if word == "RUN" and "uv sync" in rest:
+            assert "--mount=type=cache,target=/root/.cache/uv" in rest
+
+
 @pytest.mark.parametrize("service", list(SERVICES))
 def test_dockerfile_runs_the_packaged_console_script_as_non_root(service: str) -> None:
-    steps = instructions(dockerfile(service))
-    runs = [rest for word, rest in steps if word == "RUN"]
-    assert f"uv sync --frozen --no-dev --no-editable --package {SERVICES[service]}" in runs
-    final_stage = steps[max(i for i, (w, _) in enumerate(steps) if w == "FROM") :]
+    final_stage = stage(service, "")
     users = [rest for word, rest in final_stage if word == "USER"]
     assert users
     assert users[-1] not in {"root", "0"}
@@ -82,9 +128,16 @@ def test_both_images_build_with_the_same_uv() -> None:
     assert len(images) == 1, images
 
 
+def members(root: Path) -> set[str]:
+    """The workspace members' directories under ``root`` (from the root pyproject's globs)."""
+    workspace = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["uv"]["workspace"]
+    found = {p.parent for glob in workspace["members"] for p in root.glob(f"{glob}/pyproject.toml")}
+    return {str(p.relative_to(root)) for p in found}
+
+
 @pytest.fixture(scope="module")
 def image_envs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Run each Dockerfile's ``uv sync`` into a scratch copy of the build context."""
+    """Run each Dockerfile's build steps, in their layer order, on scratch copies."""
     uv = shutil.which("uv")
     if uv is None:
         pytest.skip("uv is not on PATH")
@@ -98,11 +151,26 @@ def image_envs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         else:
             shutil.copy2(item, context / item.name)
     envs = {}
-    for service, package in SERVICES.items():
-        venv = context / f"venv-{service}"
+    for service in SERVICES:
+        # Stage "manifests": the context, filtered by its RUN (as written in the Dockerfile).
+        work = tmp_path_factory.mktemp(f"build-{service}")
+        shutil.copytree(context, work, dirs_exist_ok=True)
+        for command in runs(stage(service, "manifests")):
+            subprocess.run(["sh", "-c", command], cwd=work, check=True)
+        kept = {p.relative_to(work) for p in work.rglob("*") if p.is_file()}
+        assert {p.name for p in kept} <= {"pyproject.toml", "uv.lock"}, kept
+        wanted = {Path("uv.lock"), Path("pyproject.toml")}
+        assert wanted | {Path(m, "pyproject.toml") for m in members(context)} <= kept
+        venv = tmp_path_factory.mktemp(f"venv-{service}") / ".venv"
         env = {**os.environ, "UV_PROJECT_ENVIRONMENT": str(venv), "UV_PYTHON": sys.executable}
-        cmd = f"uv sync --frozen --no-dev --no-editable --package {package}"
-        subprocess.run(shlex.split(cmd), cwd=context, env=env, check=True, capture_output=True)
+        deps, project = uv_syncs(service)
+        # The dependency layer needs nothing but the manifests, and installs no workspace code.
+        subprocess.run(shlex.split(deps), cwd=work, env=env, check=True, capture_output=True)
+        site = next(venv.glob("lib/python*/site-packages"))
+        assert (site / "pydantic").is_dir()
+        assert not list(site.glob("tickerhub_*")), "workspace code in the dependency layer"
+        shutil.copytree(context, work, dirs_exist_ok=True)  # COPY . .
+        subprocess.run(shlex.split(project), cwd=work, env=env, check=True, capture_output=True)
         envs[service] = venv
     return envs
 
