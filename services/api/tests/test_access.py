@@ -14,6 +14,7 @@ import httpx
 import orjson
 import pytest
 import websockets
+from websockets.typing import Origin
 
 from tickerhub_api.access import (
     KeyCheck,
@@ -220,7 +221,7 @@ async def test_cors_with_keys_is_off_unless_origins_are_listed() -> None:
     assert denied.status_code == 401
     # The page may read the 401: it carries the CORS headers.
     assert denied.headers["access-control-allow-origin"] == "https://app.example.com"
-    other = await asgi_get(app, "/healthz", origin="https://evil.example.net")
+    other = await asgi_get(app, "/healthz", origin=Origin("https://evil.example.net"))
     assert "access-control-allow-origin" not in other.headers
 
 
@@ -307,9 +308,11 @@ async def test_origin_allowlist_refuses_other_browser_origins(
     api = start_api(procs, redis_server.url, ALLOWED_ORIGINS="https://app.example.com")
     for path in ("/ws/prices", "/ws/news"):
         with pytest.raises(websockets.InvalidStatus) as info:
-            await websockets.connect(f"{api.ws}{path}", origin="https://evil.example.net")
+            await websockets.connect(f"{api.ws}{path}", origin=Origin("https://evil.example.net"))
         assert info.value.response.status_code == 403
-    async with websockets.connect(f"{api.ws}/ws/prices", origin="https://app.example.com") as ws:
+    async with websockets.connect(
+        f"{api.ws}/ws/prices", origin=Origin("https://app.example.com")
+    ) as ws:
         assert (await recv(ws))["type"] == "snapshot"
     async with websockets.connect(f"{api.ws}/ws/prices") as ws:  # no Origin: not a browser
         assert (await recv(ws))["type"] == "snapshot"

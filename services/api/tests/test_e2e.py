@@ -20,6 +20,7 @@ from redis.asyncio import Redis
 
 from tickerhub_core import wire
 from tickerhub_core.keys import RedisKeys
+from tickerhub_core.models import NewsItem
 from tickerhub_core.store import NewsStore
 from tickerhub_testkit.processes import Procs, poller_process, start_api
 from tickerhub_testkit.producer import Producer, full_quote
@@ -162,6 +163,7 @@ async def test_subscribe_unsubscribe_and_errors(
         await ws.send("x" * 4096)
         with pytest.raises(websockets.ConnectionClosed) as info:
             await recv(ws)
+        assert info.value.rcvd is not None
         assert info.value.rcvd.code == 1009
 
 
@@ -241,7 +243,7 @@ async def test_news_stream(redis_server: Any, redis: Redis, procs: Procs) -> Non
     api = start_api(procs, redis_server.url)
     store = NewsStore(redis, RedisKeys())
 
-    def item(i: int, tickers: list[str]) -> dict[str, Any]:
+    def item(i: int, tickers: list[str]) -> NewsItem:
         return {
             "id": f"id{i}",
             "title": f"t{i}",
@@ -285,6 +287,7 @@ async def test_stalled_client_blocks_nobody_and_memory_stays_bounded(
     api = start_api(procs, redis_server.url, WS_SEND_TIMEOUT="3")
     symbols = [f"S{i:03d}" for i in range(300)]
     await four_tickers.publish({s: {"name": "x" * 100, "price": 1.0} for s in symbols})
+    assert api.proc is not None
     rss = psutil.Process(api.proc.pid).memory_info
     stalled = stalled_client(api.port)
     try:
@@ -308,7 +311,7 @@ async def test_stalled_client_blocks_nobody_and_memory_stays_bounded(
             for round_ in range(4):
                 last = await burst(100, 2000.0 + 1000 * round_)
                 # The reading client gets every round in full while the other stalls.
-                await eventually(lambda last=last: view.seq == last, "diffs for the reading client")
+                await eventually(lambda: view.seq == last, "diffs for the reading client")  # noqa: B023 (awaited here)
             grown = rss().rss - before
             task.cancel()
         assert view.quotes == four_tickers.quotes

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import cast
 
 import orjson
 import pytest
@@ -80,8 +81,9 @@ def test_poller_fills_redis_and_publishes_ordered_diffs(redis_server) -> None:
             assert fields["symbol"] == symbol
             assert fields["seq"] == m["seq"]
     # A subscriber that merges every diff ends exactly at the hash.
-    stored = {k.decode(): orjson.loads(v) for k, v in client.hgetall("prices").items()}
-    assert int(client.get("prices:seq")) == seqs[-1]
+    prices = cast("dict[bytes, bytes]", client.hgetall("prices"))  # no decode_responses
+    stored = {k.decode(): orjson.loads(v) for k, v in prices.items()}
+    assert int(cast("bytes", client.get("prices:seq"))) == seqs[-1]
     assert merged_view({}, messages) == stored
     pubsub.close()
     client.close()
@@ -94,7 +96,7 @@ def test_poller_keeps_a_heartbeat_key_alive(redis_server) -> None:
         eventually_blocking(lambda: client.exists("prices:heartbeat"), "heartbeat key")
         ttl_ms = client.pttl("prices:heartbeat")
         assert 0 < ttl_ms <= 30_000  # it expires by itself when the poller dies
-        assert abs(int(client.get("prices:heartbeat")) - time.time() * 1000) < 30_000
+        assert abs(int(cast("bytes", client.get("prices:heartbeat"))) - time.time() * 1000) < 30_000
     client.close()
 
 
@@ -132,6 +134,7 @@ def test_news_items_are_stored_and_published(redis_server) -> None:
 
 def test_bad_settings_stop_the_service_with_a_clear_line(redis_server) -> None:
     proc = poller(redis_server.url, POLL_FREQ="0").start()
+    assert proc.proc is not None
     assert proc.proc.wait(timeout=20) == 2
     assert "poller: invalid setting POLL_FREQ" in proc.output()
     assert "Traceback" not in proc.output()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, cast
 
 import orjson
 import pytest
@@ -26,8 +27,13 @@ def yahoo(tmp_path: Path) -> Iterator[FakeYahoo]:
         yield fake
 
 
-def settings(url: str, **overrides: object) -> PollerSettings:
-    base = {"redis_url": url, "tickers": SYMBOLS, "poll_freq": 3600, "news_interval": 0}
+def settings(url: str, **overrides: Any) -> PollerSettings:
+    base: dict[str, Any] = {
+        "redis_url": url,
+        "tickers": SYMBOLS,
+        "poll_freq": 3600,
+        "news_interval": 0,
+    }
     return PollerSettings(_env_file=None, **{**base, **overrides})
 
 
@@ -71,7 +77,8 @@ async def test_restart_over_yfinance_publishes_nothing_spurious(
         await one_cycle(poller)
         await source.aclose()
     assert await redis.get("prices:seq") == b"1"
-    stored = {k.decode(): orjson.loads(v) for k, v in (await redis.hgetall("prices")).items()}
+    prices = cast("dict[bytes, bytes]", await redis.hgetall("prices"))  # no decode_responses
+    stored = {k.decode(): orjson.loads(v) for k, v in prices.items()}
     assert stored["AAPL"]["price"] == 225.44  # the recorded answer, parsed by yfinance
     assert stored["AAPL"]["stale"] is False
     await redis.aclose()

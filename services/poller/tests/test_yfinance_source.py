@@ -17,6 +17,7 @@ from tickerhub_poller.sources.base import (
     MalformedResponseError,
     NoDataError,
     RateLimitedError,
+    SourceError,
     SourceUnavailableError,
 )
 from tickerhub_poller.sources.yfinance import YFinanceSource
@@ -71,9 +72,12 @@ async def test_batch_maps_every_field(yahoo: FakeYahoo, source: YFinanceSource) 
         "market_time": "2025-08-26T14:01:19Z",
     }
     assert set(aapl) == {"symbol", *QUOTE_DATA_FIELDS}
+    assert not isinstance(aapl, SourceError)
     assert isinstance(aapl["volume"], int)
-    assert result["MSFT"]["price"] == 503.505
-    assert result["MSFT"]["name"] == "Microsoft Corporation"
+    msft = result["MSFT"]
+    assert not isinstance(msft, SourceError)
+    assert msft["price"] == 503.505
+    assert msft["name"] == "Microsoft Corporation"
 
     # One quote request for the batch, through yfinance's cookie + crumb.
     assert yahoo.counts == {"cookie": 1, "crumb": 1, "quote": 1}
@@ -89,6 +93,7 @@ async def test_exchange_falls_back_and_name_falls_back(
     item = quote_item("IBM", fullExchangeName=..., shortName=..., longName="IBM Long")
     yahoo.set("quote", body=quote_body([item]))
     quote = (await source.fetch_quotes(["IBM"]))["IBM"]
+    assert not isinstance(quote, SourceError)
     assert quote["exchange"] == "NMS"
     assert quote["name"] == "IBM Long"
 

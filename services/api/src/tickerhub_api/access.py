@@ -81,8 +81,8 @@ def key_from_headers(headers: Mapping[str, str]) -> str | None:
         scheme, _, value = authorization.strip().partition(" ")
         if scheme.lower() == "bearer" and value.strip():
             return value.strip()
-    value = headers.get(API_KEY_HEADER)
-    return value.strip() if value else None
+    key = headers.get(API_KEY_HEADER)
+    return key.strip() if key else None
 
 
 class OriginCheck:

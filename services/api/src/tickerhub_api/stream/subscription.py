@@ -90,6 +90,7 @@ class Subscription:
             # redis-py may reconnect and resubscribe on its own inside get_message;
             # whatever was published meanwhile is lost, so treat that as a gap.
             self._reconnected = False
+            assert pubsub.connection is not None  # subscribe() connected it
             pubsub.connection.register_connect_callback(self._on_reconnect)
             await self._reload()
             await self.news.resync()
