@@ -52,15 +52,27 @@ async def test_500_tickers_cost_10_quote_requests_a_cycle(yahoo: FakeYahoo, redi
         await one_cycle(poller)
         # The first cycle also fetches yfinance's cookie and crumb once.
         assert dict(yahoo.counts) == {"cookie": 1, "crumb": 1, "quote": 10}
+        assert [len(batch) for batch in yahoo.quote_symbols()] == [50] * 10
         assert sorted(s for batch in yahoo.quote_symbols() for s in batch) == SYMBOLS
         assert await redis.hlen("prices") == 500
         assert await redis.get("prices:seq") == b"1"  # one diff for the whole cycle
+        t123 = await redis.hget("prices", "T123")
+        assert t123 is not None
+        assert orjson.loads(t123)["name"] == "T123 Corp."  # each symbol its own answer
 
         yahoo.clear_counts()
         await asyncio.gather(*(t.poll_once() for t in poller.tickers))
         await poller.publisher.flush()
         assert dict(yahoo.counts) == {"quote": 10}
         assert await redis.get("prices:seq") == b"1"  # same answers: nothing published
+
+        # A caller passing more than max_batch symbols at once is split, not refused.
+        yahoo.clear_counts()
+        results = await source.fetch_quotes(SYMBOLS)
+        assert dict(yahoo.counts) == {"quote": 10}
+        assert [len(batch) for batch in yahoo.quote_symbols()] == [50] * 10
+        assert sorted(results) == SYMBOLS
+        assert not [q for q in results.values() if isinstance(q, Exception)]
     finally:
         await source.aclose()
         await redis.aclose()

@@ -138,34 +138,6 @@ async def test_no_stale_data_between_polls(yahoo: FakeYahoo, source: YFinanceSou
     assert yahoo.counts["quote"] == 2
 
 
-# -- quotes: the request budget ----------------------------------------------
-
-
-async def test_500_tickers_cost_10_quote_requests_plus_cookie_and_crumb(
-    yahoo: FakeYahoo, source: YFinanceSource
-) -> None:
-    symbols = [f"T{i:03d}" for i in range(500)]
-
-    # One poll cycle as the batcher runs it: 10 batches of max_batch=50.
-    results = {}
-    for start in range(0, 500, source.max_batch):
-        results.update(await source.fetch_quotes(symbols[start : start + source.max_batch]))
-
-    assert len(results) == 500
-    assert all(not isinstance(q, Exception) and q["price"] for q in results.values())
-    assert results["T123"]["name"] == "T123 Corp."  # type: ignore[index]
-    # Measured: 12 requests = 10 quote + 1 fc.yahoo.com cookie + 1 getcrumb.
-    assert dict(yahoo.counts) == {"cookie": 1, "crumb": 1, "quote": 10}
-    assert sum(yahoo.counts.values()) == 12
-    assert [len(s) for s in yahoo.quote_symbols()] == [50] * 10
-    assert sorted(s for batch in yahoo.quote_symbols() for s in batch) == symbols
-
-    # The next cycle reuses cookie and crumb: exactly 10 more requests.
-    yahoo.clear_counts()
-    await source.fetch_quotes(symbols)  # more than max_batch in one call: split, not refused
-    assert dict(yahoo.counts) == {"quote": 10}
-
-
 # -- quotes: failures of the whole batch ---------------------------------------
 
 
