@@ -166,6 +166,24 @@ def test_bad_access_settings_exit_2_with_one_line(capsys: pytest.CaptureFixture[
     assert KEY not in repr(settings)
 
 
+def test_list_settings_from_the_environment_trim_and_drop_empties(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Written "a,b" in the environment (never JSON), like the poller's TICKERS.
+    monkeypatch.setenv("API_KEYS", f" {KEY} ,, {OTHER} ,")
+    monkeypatch.setenv("ALLOWED_ORIGINS", "https://a.example, ,https://b.example:8443 ")
+    monkeypatch.setenv("CORS_ORIGINS", " https://a.example")
+    settings = load_settings(ApiSettings, "api", _env_file=None)
+    assert settings.api_key_list == (KEY, OTHER)
+    assert settings.allowed_origin_list == ("https://a.example", "https://b.example:8443")
+    assert settings.cors_origin_list == ("https://a.example",)
+    assert KEY not in repr(settings)
+    for name in ("API_KEYS", "ALLOWED_ORIGINS", "CORS_ORIGINS"):
+        monkeypatch.setenv(name, "")
+    settings = load_settings(ApiSettings, "api", _env_file=None)
+    assert settings.api_key_list == settings.allowed_origin_list == settings.cors_origin_list == ()
+
+
 # -- units: the ASGI app in-process (middleware only; no Redis needed) -------------------
 
 

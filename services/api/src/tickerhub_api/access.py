@@ -27,11 +27,6 @@ _KEY_RE = re.compile(r"^[\x21-\x7e]{16,256}$")
 _ORIGIN_RE = re.compile(r"^(?:[a-z][a-z0-9+.-]*://[^/\s?#]+|null)$")
 
 
-def split_list(value: str) -> tuple[str, ...]:
-    """``"a, b,,c"`` -> ``("a", "b", "c")``."""
-    return tuple(item.strip() for item in value.split(",") if item.strip())
-
-
 def check_key_syntax(key: str) -> None:
     """Raise ValueError (without echoing the key) unless it fits in a header and is long."""
     if not _KEY_RE.match(key):
