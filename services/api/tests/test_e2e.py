@@ -1,5 +1,8 @@
 """End to end: real redis-server, the api (and the poller) as subprocesses, real clients.
 
+Every test runs twice: with the direct frame path (the default) and with
+``WS_FAST_PATH=false`` (plain ASGI sends, ``stream/senders.AsgiSender``); the api
+subprocesses inherit the environment the ``ws_path`` fixture sets.
 Timeouts here only keep a broken build from hanging; nothing asserts a speed.
 """
 
@@ -28,6 +31,13 @@ from tickerhub_testkit.wait import WAIT, eventually
 from tickerhub_testkit.ws import recv
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(autouse=True, params=["true", "false"], ids=["fast-path", "asgi-path"])
+def ws_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """``WS_FAST_PATH`` for every api this test starts (testkit's ServiceProcess inherits it)."""
+    monkeypatch.setenv("WS_FAST_PATH", request.param)
+    return request.param
 
 
 @pytest.fixture
@@ -348,3 +358,10 @@ async def test_with_the_simulated_poller(redis_server: Any, procs: Procs) -> Non
     assert {s for m in after for s in m["data"]} == {"AAPL", "MSFT"}
     rest = await get_json(f"{api.http}/tickers")
     assert view.quotes == {s: rest[s] for s in ("AAPL", "MSFT")}
+
+
+def test_the_api_reads_the_setting(redis_server: Any, procs: Procs, ws_path: str) -> None:
+    """The subprocesses really take the path the fixture chose (what the api logs at start)."""
+    api = start_api(procs, redis_server.url, LOG_LEVEL="INFO")
+    expected = "direct writes" if ws_path == "true" else "plain ASGI sends"
+    assert f"WebSocket frames: {expected}" in api.output(), api.output()
