@@ -73,6 +73,9 @@ class Subscription:
         self._outage = ConditionLog(log, "redis subscription")
 
     async def run(self) -> None:
+        # Not tickerhub_core.retry.retry_until_done: a session never returns, and
+        # recovery (backoff reset, "recovered" log) is when it has subscribed and
+        # reloaded, mid-session, not when an attempt returns.
         while True:
             try:
                 await self._session()
