@@ -21,6 +21,7 @@ import pytest
 import websockets
 from redis.asyncio import Redis
 
+from tickerhub_client import QuoteView
 from tickerhub_core import wire
 from tickerhub_core.keys import RedisKeys
 from tickerhub_core.models import NewsItem
@@ -55,28 +56,16 @@ async def four_tickers(redis: Redis) -> Producer:
     return producer
 
 
-class View:
-    """What a client following the documented protocol holds."""
+class View(QuoteView):
+    """tickerhub_client's merged view, keeping every message for the assertions."""
 
     def __init__(self) -> None:
-        self.quotes: dict[str, dict[str, Any]] = {}
-        self.seq = 0
+        super().__init__()
         self.messages: list[Any] = []
 
-    def apply(self, message: Any) -> None:
-        self.messages.append(message)
-        if not isinstance(message, dict):
-            return
-        if message["type"] == "snapshot":
-            if not message.get("partial"):
-                self.quotes = {}
-            self.quotes.update({s: dict(q) for s, q in message["data"].items()})
-        elif message["type"] == "diff":
-            for symbol, fields in message["data"].items():
-                self.quotes.setdefault(symbol, {}).update(fields)
-        else:
-            return
-        self.seq = max(self.seq, message["seq"])
+    def apply(self, frame: Any) -> Any:
+        self.messages.append(frame)
+        return super().apply(frame)
 
 
 async def follow(ws: Any, view: View) -> None:

@@ -9,6 +9,7 @@ import orjson
 import pytest
 import redis
 
+from tickerhub_client import QuoteView
 from tickerhub_testkit.processes import ServiceProcess, poller_process
 from tickerhub_testkit.wait import eventually_blocking
 
@@ -51,14 +52,6 @@ def drain(pubsub: redis.client.PubSub, seconds: float) -> list[dict]:
     return messages
 
 
-def merged_view(snapshot: dict[str, dict], diffs: list[dict]) -> dict[str, dict]:
-    view = {s: dict(q) for s, q in snapshot.items()}
-    for diff in diffs:
-        for symbol, fields in diff["data"].items():
-            view.setdefault(symbol, {}).update(fields)
-    return view
-
-
 def test_poller_fills_redis_and_publishes_ordered_diffs(redis_server) -> None:
     client = redis.Redis.from_url(redis_server.url)
     pubsub = client.pubsub()
@@ -84,7 +77,11 @@ def test_poller_fills_redis_and_publishes_ordered_diffs(redis_server) -> None:
     prices = cast("dict[bytes, bytes]", client.hgetall("prices"))  # no decode_responses
     stored = {k.decode(): orjson.loads(v) for k, v in prices.items()}
     assert int(cast("bytes", client.get("prices:seq"))) == seqs[-1]
-    assert merged_view({}, messages) == stored
+    view = QuoteView()  # a client's view, from the first diff on (nothing before it)
+    for m in messages:
+        view.apply(m)
+    assert view.quotes == stored
+    assert view.seq == seqs[-1]
     pubsub.close()
     client.close()
 
