@@ -36,9 +36,10 @@ test: sync ## Run every test (needs redis-server on PATH; the tests start their 
 test-fast: sync ## Unit tests only (no redis-server, no subprocesses)
 	$(UV) run --frozen pytest -m "not integration"
 
-lint: sync ## ruff check and format check
+lint: sync ## ruff check, format check and mypy (packages/ and services/)
 	$(UV) run --frozen ruff check .
 	$(UV) run --frozen ruff format --check .
+	$(UV) run --frozen mypy
 
 format: sync ## ruff fix and format
 	$(UV) run --frozen ruff check --fix .

@@ -24,6 +24,9 @@ BIN = Path(sys.executable).parent
 
 
 def redis_answers(url: str) -> bool:
+    # A one-shot synchronous probe, polled while redis-server starts: not the services'
+    # client (tickerhub_core.redis_client is asyncio, wants their settings object and
+    # waits 5 s to connect), so a plain redis-py ping with a 1 s connect timeout.
     client = redis.Redis.from_url(url, socket_connect_timeout=1)
     try:
         return bool(client.ping())

@@ -13,6 +13,7 @@ import httpx
 import orjson
 import websockets
 
+from tickerhub_client import Diff, QuoteView, Snapshot
 from tickerhub_testkit.processes import ApiProcess, ServiceProcess
 from tickerhub_testkit.processes import poller_process as testkit_poller
 from tickerhub_testkit.wait import WAIT, eventually
@@ -28,13 +29,12 @@ def poller_process(redis_url: str, **env: str) -> ServiceProcess:
 # -- WebSocket clients ----------------------------------------------------------
 
 
-class View:
-    """What a client following docs/protocol.md holds: snapshots replace, diffs merge."""
+class View(QuoteView):
+    """tickerhub_client's merged view, plus what the fault tests count and check."""
 
     def __init__(self, name: str = "") -> None:
+        super().__init__()
         self.name = name
-        self.quotes: dict[str, dict[str, Any]] = {}
-        self.seq = 0
         self.messages: list[Any] = []
         self.pongs = 0
         self.snapshots = 0
@@ -42,28 +42,18 @@ class View:
         self.seq_went_back = False
         self.closed: websockets.ConnectionClosed | None = None
 
-    def apply(self, message: Any) -> None:
-        self.messages.append(message)
-        if message == "pong":
+    def apply(self, frame: Any) -> Any:
+        self.messages.append(frame)
+        before = self.seq
+        event = super().apply(frame)
+        if event is None:
             self.pongs += 1
-            return
-        if not isinstance(message, dict):
-            return
-        kind = message.get("type")
-        if kind == "snapshot":
-            self.snapshots += 1
-            if not message.get("partial"):
-                self.quotes = {}
-            self.quotes.update({s: dict(q) for s, q in message["data"].items()})
-        elif kind == "diff":
-            self.diffs += 1
-            for symbol, fields in message["data"].items():
-                self.quotes.setdefault(symbol, {}).update(fields)
-        else:
-            return
-        if message["seq"] < self.seq:
-            self.seq_went_back = True
-        self.seq = max(self.seq, message["seq"])
+        elif isinstance(event, Snapshot | Diff):
+            self.snapshots += isinstance(event, Snapshot)
+            self.diffs += isinstance(event, Diff)
+            if before is not None and event.seq < before:
+                self.seq_went_back = True
+        return event
 
 
 async def follow(ws: Any, view: View) -> None:

@@ -82,7 +82,7 @@ async def test_poller_sigkill_sequence_keeps_rising_and_clients_converge(
     watching = await Client.connect(f"{api.ws}/ws/prices", WATCH, name="watchlist")
     clients = [everything, watching]
     try:
-        await eventually(lambda: everything.view.seq >= 5, "some diffs")
+        await eventually(lambda: (everything.view.seq or 0) >= 5, "some diffs")
         poller.stop(signal.SIGKILL)
         await asyncio.sleep(0.3)  # whatever was in flight has arrived
         seq_at_kill = int(await redis.get("prices:seq"))

@@ -22,6 +22,7 @@ from tickerhub_poller import tickers
 from tickerhub_poller.service import Poller
 from tickerhub_poller.settings import PollerSettings
 from tickerhub_poller.sources.yfinance import YFinanceSource
+from tickerhub_testkit.wait import eventually
 from tickerhub_testkit.yahoo import (
     Recorded,
     fake_yahoo,
@@ -36,7 +37,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 GOOD = ("AAPL", "MSFT")
 BAD = "GOOG"
 STALE_AFTER = 2
-WAIT = 30.0
 # The source's deadline. Generous: on a busy 2-core box a good request (a worker
 # thread, yfinance's crumb lock, which every 4xx/5xx makes it refetch) took more
 # than 0.3 s, so good symbols failed too. Only the "deadline" answer is slower.
@@ -146,16 +146,6 @@ def settings(url: str, batch_size: int) -> PollerSettings:
 
 async def stored(redis: Redis) -> dict[str, dict[str, Any]]:
     return {k.decode(): orjson.loads(v) for k, v in (await redis.hgetall("prices")).items()}
-
-
-async def eventually(check: Callable[[], Any], what: str) -> Any:
-    deadline = time.monotonic() + WAIT
-    while True:
-        result = await check()
-        if result:
-            return result
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.05)
 
 
 class Running:

@@ -109,7 +109,7 @@ class Client(WSListener):
         msg = orjson.loads(payload)
         kind = msg.get("type")
         if kind == "diff":
-            applied = self.view.apply_diff(msg.get("data") or {})
+            applied = self.view.apply_diff(msg)
             if not applied:
                 return
             worker.updates += len(applied)
@@ -127,7 +127,7 @@ class Client(WSListener):
                             record((now - published) / 1e6)
         elif kind == "snapshot":
             self.snapshots += 1
-            self.view.apply_snapshot(msg.get("data") or {})
+            self.view.apply_snapshot(msg)
             wanted = 2 if self.watch is not None else 1
             if self.snapshots >= wanted and not self.ready.done():
                 self.ready.set_result(None)

@@ -1,9 +1,10 @@
 """A client's merged view of the quotes, and the final-state correctness check.
 
-A client applies the snapshot, then every diff on top of it (latest field value
-wins). Each quote carries the ``seq`` of the diff that last changed it, and the
-per-symbol ``seq`` only grows, so an update whose ``seq`` is not newer than
-what the view holds is ignored (that is what the protocol tells readers to do
+The merge itself is :class:`tickerhub_client.QuoteView` (snapshots replace or
+merge, diffs merge field by field), the one every client and test uses.
+:class:`ClientView` adds only what a load test counts around it: updates for
+symbols outside the watchlist (a server bug) and updates whose per-symbol ``seq``
+is not newer than the view holds (ignored, as the protocol tells readers to do
 with diffs older than their snapshot).
 """
 
@@ -12,47 +13,56 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from tickerhub_client import QuoteView
+
 Quote = dict[str, Any]
 
 
 class ClientView:
-    __slots__ = ("extra", "quotes", "skipped", "watch")
+    __slots__ = ("extra", "merged", "skipped", "watch")
 
     def __init__(self, watch: Iterable[str] | None = None) -> None:
         self.watch: frozenset[str] | None = frozenset(watch) if watch is not None else None
-        self.quotes: dict[str, Quote] = {}
+        self.merged = QuoteView()
         self.extra = 0  # updates for symbols outside the watchlist (a server bug)
         self.skipped = 0  # updates not newer than the view (ignored)
 
-    def apply_snapshot(self, data: Mapping[str, Mapping[str, Any]]) -> None:
-        watch = self.watch
-        self.quotes = {
-            sym: dict(quote) for sym, quote in data.items() if watch is None or sym in watch
-        }
+    @property
+    def quotes(self) -> dict[str, Quote]:
+        return self.merged.quotes
 
-    def apply_diff(self, data: Mapping[str, Mapping[str, Any]]) -> list[int]:
-        """Merge one diff's ``data``; return the ``seq`` of every update applied."""
-        applied: list[int] = []
+    def apply_snapshot(self, message: Mapping[str, Any]) -> None:
+        """Apply a ``snapshot`` message, keeping only the watched symbols."""
         watch = self.watch
-        quotes = self.quotes
+        data = message.get("data") or {}
+        if watch is not None and not watch.issuperset(data):
+            message = {**message, "data": {s: q for s, q in data.items() if s in watch}}
+        self.merged.apply(message)
+
+    def apply_diff(self, message: Mapping[str, Any]) -> list[int]:
+        """Apply a ``diff`` message; return the ``seq`` of every update applied."""
+        data: Mapping[str, Mapping[str, Any]] = message.get("data") or {}
+        applied: list[int] = []
+        kept: dict[str, Mapping[str, Any]] = {}
+        watch = self.watch
+        quotes = self.merged.quotes
         for sym, fields in data.items():
             if watch is not None and sym not in watch:
                 self.extra += 1
                 continue
             seq = fields.get("seq", 0)
             current = quotes.get(sym)
-            if current is None:
-                quotes[sym] = dict(fields)
-            elif seq > current.get("seq", -1):
-                current.update(fields)
-            else:
+            if current is not None and seq <= current.get("seq", -1):
                 self.skipped += 1
                 continue
+            kept[sym] = fields
             applied.append(seq)
+        if kept:
+            self.merged.apply(message if len(kept) == len(data) else {**message, "data": kept})
         return applied
 
     def seq_of(self, symbol: str) -> int:
-        quote = self.quotes.get(symbol)
+        quote = self.merged.quotes.get(symbol)
         return -1 if quote is None else quote.get("seq", -1)
 
 

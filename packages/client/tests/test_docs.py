@@ -63,6 +63,7 @@ def test_protocol_python_example_follows_the_stream(redis_server: Any, services:
         while sum(watched(line) for line in lines) < 5:
             assert proc.poll() is None, "\n".join(lines)
             assert time.monotonic() < deadline, "\n".join(lines[-20:])
+            assert proc.stdout is not None
             if select.select([proc.stdout], [], [], 0.2)[0]:
                 lines.append(proc.stdout.readline().decode().rstrip())
         assert all(watched(line) for line in lines), lines  # no error, no other symbol

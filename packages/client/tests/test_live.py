@@ -28,6 +28,7 @@ from tickerhub_client import (
     Snapshot,
 )
 from tickerhub_core.keys import RedisKeys
+from tickerhub_core.models import NewsItem
 from tickerhub_core.store import NewsStore
 from tickerhub_testkit.processes import ApiProcess, ServiceProcess, poller_process
 
@@ -219,7 +220,7 @@ async def test_news_stream(redis_server: Any, services: list) -> None:
     redis = Redis.from_url(redis_server.url)
     store = NewsStore(redis, RedisKeys())
 
-    def item(i: int, *tickers: str) -> dict[str, Any]:
+    def item(i: int, *tickers: str) -> NewsItem:
         return {
             "id": f"id{i}",
             "title": f"t{i}",

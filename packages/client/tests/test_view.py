@@ -140,6 +140,7 @@ def test_unsubscribed_drops_symbols() -> None:
     view = QuoteView()
     view.apply(full(1, AAPL=quote("AAPL", 1), MSFT=quote("MSFT", 1)))
     event = view.apply({"type": "unsubscribed", "symbols": ["AAPL"], "watchlist": ["MSFT"]})
+    assert isinstance(event, Unsubscribed)
     assert event == Unsubscribed(["AAPL"], ["MSFT"], raw=event.raw)
     assert set(view.quotes) == {"MSFT"}
     assert view.watchlist == ["MSFT"]

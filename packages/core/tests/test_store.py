@@ -8,6 +8,7 @@ from redis.asyncio import Redis
 
 from tickerhub_core import wire
 from tickerhub_core.keys import RedisKeys
+from tickerhub_core.models import NewsItem
 from tickerhub_core.store import NewsStore, SnapshotStore
 
 pytestmark = pytest.mark.integration
@@ -65,7 +66,7 @@ async def test_reset_replaces_the_snapshot_and_announces_it(redis) -> None:
     await pubsub.aclose()
 
 
-def _item(n: int, tickers: list[str]) -> dict:
+def _item(n: int, tickers: list[str]) -> NewsItem:
     return {
         "id": f"id{n}",
         "title": f"story {n}",

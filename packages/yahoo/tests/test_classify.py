@@ -12,6 +12,7 @@ import pytest
 import requests
 import urllib3.exceptions
 import yfinance.exceptions as yfe
+from curl_cffi.const import CurlECode
 
 from tickerhub_yahoo import Kind, YahooError, classify
 
@@ -27,11 +28,18 @@ def curl_http_error(status: int) -> curl.HTTPError:
 
 
 def dns_failure_requests() -> requests.ConnectionError:
+    # No connection or pool object behind them: only the exception types matter here.
     reason = urllib3.exceptions.NameResolutionError(
-        "query1.finance.yahoo.com", None, socket.gaierror(-2, "Name or service not known")
+        "query1.finance.yahoo.com",
+        None,  # type: ignore[arg-type]
+        socket.gaierror(-2, "Name or service not known"),
     )
     return requests.ConnectionError(
-        urllib3.exceptions.MaxRetryError(None, "https://query1.finance.yahoo.com/", reason)
+        urllib3.exceptions.MaxRetryError(
+            None,  # type: ignore[arg-type]
+            "https://query1.finance.yahoo.com/",
+            reason,
+        )
     )
 
 
@@ -59,16 +67,22 @@ CASES: list[tuple[str, BaseException, Kind]] = [
     # curl_cffi attaches a response with status 0 to a DNS failure: not "HTTP 0".
     (
         "dns-curl-status-0",
-        curl.DNSError("Could not resolve host", 6, SimpleNamespace(status_code=0)),
+        curl.DNSError(
+            "Could not resolve host", CurlECode.COULDNT_RESOLVE_HOST, SimpleNamespace(status_code=0)
+        ),
         Kind.UNAVAILABLE,
     ),
     ("dns-requests", dns_failure_requests(), Kind.UNAVAILABLE),
     ("dns-socket", socket.gaierror(-2, "Name or service not known"), Kind.UNAVAILABLE),
     ("connect-refused", ConnectionRefusedError(111, "refused"), Kind.UNAVAILABLE),
     ("read-timeout-requests", requests.ReadTimeout("read timed out"), Kind.UNAVAILABLE),
-    ("connect-timeout-curl", curl.ConnectTimeout("timed out", 28), Kind.UNAVAILABLE),
+    (
+        "connect-timeout-curl",
+        curl.ConnectTimeout("timed out", CurlECode.OPERATION_TIMEDOUT),
+        Kind.UNAVAILABLE,
+    ),
     ("timeout-builtin", TimeoutError(), Kind.UNAVAILABLE),
-    ("ssl-curl", curl.SSLError("bad cert", 60), Kind.UNAVAILABLE),
+    ("ssl-curl", curl.SSLError("bad cert", CurlECode.PEER_FAILED_VERIFICATION), Kind.UNAVAILABLE),
     ("chunked-requests", requests.exceptions.ChunkedEncodingError("cut"), Kind.UNAVAILABLE),
     ("incomplete-read", http.client.IncompleteRead(b"par"), Kind.UNAVAILABLE),
     ("remote-disconnected", http.client.RemoteDisconnected("closed"), Kind.UNAVAILABLE),

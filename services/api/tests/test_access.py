@@ -14,6 +14,7 @@ import httpx
 import orjson
 import pytest
 import websockets
+from websockets.typing import Origin
 
 from tickerhub_api.access import (
     KeyCheck,
@@ -165,6 +166,24 @@ def test_bad_access_settings_exit_2_with_one_line(capsys: pytest.CaptureFixture[
     assert KEY not in repr(settings)
 
 
+def test_list_settings_from_the_environment_trim_and_drop_empties(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Written "a,b" in the environment (never JSON), like the poller's TICKERS.
+    monkeypatch.setenv("API_KEYS", f" {KEY} ,, {OTHER} ,")
+    monkeypatch.setenv("ALLOWED_ORIGINS", "https://a.example, ,https://b.example:8443 ")
+    monkeypatch.setenv("CORS_ORIGINS", " https://a.example")
+    settings = load_settings(ApiSettings, "api", _env_file=None)
+    assert settings.api_key_list == (KEY, OTHER)
+    assert settings.allowed_origin_list == ("https://a.example", "https://b.example:8443")
+    assert settings.cors_origin_list == ("https://a.example",)
+    assert KEY not in repr(settings)
+    for name in ("API_KEYS", "ALLOWED_ORIGINS", "CORS_ORIGINS"):
+        monkeypatch.setenv(name, "")
+    settings = load_settings(ApiSettings, "api", _env_file=None)
+    assert settings.api_key_list == settings.allowed_origin_list == settings.cors_origin_list == ()
+
+
 # -- units: the ASGI app in-process (middleware only; no Redis needed) -------------------
 
 
@@ -220,7 +239,7 @@ async def test_cors_with_keys_is_off_unless_origins_are_listed() -> None:
     assert denied.status_code == 401
     # The page may read the 401: it carries the CORS headers.
     assert denied.headers["access-control-allow-origin"] == "https://app.example.com"
-    other = await asgi_get(app, "/healthz", origin="https://evil.example.net")
+    other = await asgi_get(app, "/healthz", origin=Origin("https://evil.example.net"))
     assert "access-control-allow-origin" not in other.headers
 
 
@@ -307,9 +326,11 @@ async def test_origin_allowlist_refuses_other_browser_origins(
     api = start_api(procs, redis_server.url, ALLOWED_ORIGINS="https://app.example.com")
     for path in ("/ws/prices", "/ws/news"):
         with pytest.raises(websockets.InvalidStatus) as info:
-            await websockets.connect(f"{api.ws}{path}", origin="https://evil.example.net")
+            await websockets.connect(f"{api.ws}{path}", origin=Origin("https://evil.example.net"))
         assert info.value.response.status_code == 403
-    async with websockets.connect(f"{api.ws}/ws/prices", origin="https://app.example.com") as ws:
+    async with websockets.connect(
+        f"{api.ws}/ws/prices", origin=Origin("https://app.example.com")
+    ) as ws:
         assert (await recv(ws))["type"] == "snapshot"
     async with websockets.connect(f"{api.ws}/ws/prices") as ws:  # no Origin: not a browser
         assert (await recv(ws))["type"] == "snapshot"

@@ -1,5 +1,8 @@
 """End to end: real redis-server, the api (and the poller) as subprocesses, real clients.
 
+Every test runs twice: with the direct frame path (the default) and with
+``WS_FAST_PATH=false`` (plain ASGI sends, ``stream/senders.AsgiSender``); the api
+subprocesses inherit the environment the ``ws_path`` fixture sets.
 Timeouts here only keep a broken build from hanging; nothing asserts a speed.
 """
 
@@ -18,8 +21,10 @@ import pytest
 import websockets
 from redis.asyncio import Redis
 
+from tickerhub_client import QuoteView
 from tickerhub_core import wire
 from tickerhub_core.keys import RedisKeys
+from tickerhub_core.models import NewsItem
 from tickerhub_core.store import NewsStore
 from tickerhub_testkit.processes import Procs, poller_process, start_api
 from tickerhub_testkit.producer import Producer, full_quote
@@ -27,6 +32,13 @@ from tickerhub_testkit.wait import WAIT, eventually
 from tickerhub_testkit.ws import recv
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(autouse=True, params=["true", "false"], ids=["fast-path", "asgi-path"])
+def ws_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """``WS_FAST_PATH`` for every api this test starts (testkit's ServiceProcess inherits it)."""
+    monkeypatch.setenv("WS_FAST_PATH", request.param)
+    return request.param
 
 
 @pytest.fixture
@@ -44,28 +56,16 @@ async def four_tickers(redis: Redis) -> Producer:
     return producer
 
 
-class View:
-    """What a client following the documented protocol holds."""
+class View(QuoteView):
+    """tickerhub_client's merged view, keeping every message for the assertions."""
 
     def __init__(self) -> None:
-        self.quotes: dict[str, dict[str, Any]] = {}
-        self.seq = 0
+        super().__init__()
         self.messages: list[Any] = []
 
-    def apply(self, message: Any) -> None:
-        self.messages.append(message)
-        if not isinstance(message, dict):
-            return
-        if message["type"] == "snapshot":
-            if not message.get("partial"):
-                self.quotes = {}
-            self.quotes.update({s: dict(q) for s, q in message["data"].items()})
-        elif message["type"] == "diff":
-            for symbol, fields in message["data"].items():
-                self.quotes.setdefault(symbol, {}).update(fields)
-        else:
-            return
-        self.seq = max(self.seq, message["seq"])
+    def apply(self, frame: Any) -> Any:
+        self.messages.append(frame)
+        return super().apply(frame)
 
 
 async def follow(ws: Any, view: View) -> None:
@@ -162,6 +162,7 @@ async def test_subscribe_unsubscribe_and_errors(
         await ws.send("x" * 4096)
         with pytest.raises(websockets.ConnectionClosed) as info:
             await recv(ws)
+        assert info.value.rcvd is not None
         assert info.value.rcvd.code == 1009
 
 
@@ -241,7 +242,7 @@ async def test_news_stream(redis_server: Any, redis: Redis, procs: Procs) -> Non
     api = start_api(procs, redis_server.url)
     store = NewsStore(redis, RedisKeys())
 
-    def item(i: int, tickers: list[str]) -> dict[str, Any]:
+    def item(i: int, tickers: list[str]) -> NewsItem:
         return {
             "id": f"id{i}",
             "title": f"t{i}",
@@ -285,6 +286,7 @@ async def test_stalled_client_blocks_nobody_and_memory_stays_bounded(
     api = start_api(procs, redis_server.url, WS_SEND_TIMEOUT="3")
     symbols = [f"S{i:03d}" for i in range(300)]
     await four_tickers.publish({s: {"name": "x" * 100, "price": 1.0} for s in symbols})
+    assert api.proc is not None
     rss = psutil.Process(api.proc.pid).memory_info
     stalled = stalled_client(api.port)
     try:
@@ -308,7 +310,7 @@ async def test_stalled_client_blocks_nobody_and_memory_stays_bounded(
             for round_ in range(4):
                 last = await burst(100, 2000.0 + 1000 * round_)
                 # The reading client gets every round in full while the other stalls.
-                await eventually(lambda last=last: view.seq == last, "diffs for the reading client")
+                await eventually(lambda: view.seq == last, "diffs for the reading client")  # noqa: B023 (awaited here)
             grown = rss().rss - before
             task.cancel()
         assert view.quotes == four_tickers.quotes
@@ -345,3 +347,10 @@ async def test_with_the_simulated_poller(redis_server: Any, procs: Procs) -> Non
     assert {s for m in after for s in m["data"]} == {"AAPL", "MSFT"}
     rest = await get_json(f"{api.http}/tickers")
     assert view.quotes == {s: rest[s] for s in ("AAPL", "MSFT")}
+
+
+def test_the_api_reads_the_setting(redis_server: Any, procs: Procs, ws_path: str) -> None:
+    """The subprocesses really take the path the fixture chose (what the api logs at start)."""
+    api = start_api(procs, redis_server.url, LOG_LEVEL="INFO")
+    expected = "direct writes" if ws_path == "true" else "plain ASGI sends"
+    assert f"WebSocket frames: {expected}" in api.output(), api.output()

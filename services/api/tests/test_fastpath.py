@@ -103,6 +103,7 @@ async def test_paused_transport_conflates_then_resumes() -> None:
     assert channel.writes == []
     assert conn.stuck(now=100.0, timeout=30.0)
     channel.paused_at = None
+    assert channel.on_writable is not None
     channel.on_writable()  # what resume_writing calls
     await asyncio.sleep(0)
     [frame] = parse(channel.writes[0])

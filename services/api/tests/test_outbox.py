@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import orjson
 
 from tickerhub_api.stream.outbox import Outbox
@@ -12,7 +14,7 @@ def diff(seq: int, **symbols: dict) -> dict:
     return {s: {"symbol": s, "seq": seq, **f} for s, f in symbols.items()}
 
 
-def take(box: Outbox) -> dict | str | None:
+def take(box: Outbox) -> Any:  # the decoded message, a raw frame or None
     frame = box.take()
     if frame is None or not frame.startswith("{"):
         return frame

@@ -97,4 +97,5 @@ def test_bad_symbol_message_names_it_briefly() -> None:
 def test_duplicates_do_not_count_against_the_symbol_limit() -> None:
     # The limit in this module's parse() is 5 symbols.
     command = parse('{"watchlist": ["a", "A", "b", "B", "c", "C", "d", "D", "e", "E"]}')
+    assert isinstance(command, Command)
     assert command.symbols == ("A", "B", "C", "D", "E")

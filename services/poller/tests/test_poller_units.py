@@ -1,10 +1,12 @@
 """Pure logic of the poller: settings, diffing, snapshot, batching, staleness, news merge."""
 
 import asyncio
+from collections.abc import Mapping
 
 import orjson
 import pytest
 
+from tickerhub_core.models import NewsItem, Quote
 from tickerhub_core.settings import load_settings
 from tickerhub_poller.batcher import BatchFailedError, QuoteBatcher
 from tickerhub_poller.diff import diff_quote
@@ -121,10 +123,16 @@ async def test_simulated_walk_is_deterministic_per_symbol() -> None:
     one, two = SimulatedSource(seed=7), SimulatedSource(seed=7)
     a = [await one.fetch_quotes(["AAPL", "MSFT"]) for _ in range(5)]
     b = [await two.fetch_quotes(["AAPL"]) for _ in range(5)]
-    assert [q["AAPL"]["price"] for q in a] == [q["AAPL"]["price"] for q in b]
-    assert len({q["AAPL"]["price"] for q in a}) > 1
     other = await SimulatedSource(seed=8).fetch_quotes(["AAPL"])
-    assert other["AAPL"]["price"] != a[0]["AAPL"]["price"]
+
+    def price(quotes: Mapping[str, Quote | SourceError]) -> float | None:
+        quote = quotes["AAPL"]
+        assert not isinstance(quote, SourceError)
+        return quote["price"]
+
+    assert [price(q) for q in a] == [price(q) for q in b]
+    assert len({price(q) for q in a}) > 1
+    assert price(other) != price(a[0])
 
 
 async def test_flat_simulated_walk_never_changes() -> None:
@@ -181,9 +189,10 @@ async def test_batch_failure_gives_every_symbol_one_shared_retry_delay() -> None
     batcher = QuoteBatcher(source, batch_size=50, window=0.0)
     results = await asyncio.gather(*(batcher.get(s) for s in ("A", "B", "C")),
                                    return_exceptions=True)  # fmt: skip
-    assert all(isinstance(r, BatchFailedError) for r in results)
-    assert len({r.retry_after for r in results}) == 1
-    assert isinstance(results[0].cause, RateLimitedError)
+    failures = [r for r in results if isinstance(r, BatchFailedError)]
+    assert len(failures) == len(results)
+    assert len({f.retry_after for f in failures}) == 1
+    assert isinstance(failures[0].cause, RateLimitedError)
     # The next batch waits out the rate limit, then succeeds.
     quote = await batcher.get("A")
     assert quote["symbol"] == "A"
@@ -193,12 +202,13 @@ async def test_symbol_without_data_fails_alone() -> None:
     source = RecordingSource([{"B": NoDataError("B")}])
     batcher = QuoteBatcher(source, window=0.0)
     a, b = await asyncio.gather(batcher.get("A"), batcher.get("B"), return_exceptions=True)
+    assert not isinstance(a, BaseException)
     assert a["symbol"] == "A"
     assert isinstance(b, NoDataError)
 
 
 async def test_a_source_bug_becomes_a_batch_failure_not_a_crash() -> None:
-    source = RecordingSource([ZeroDivisionError()])  # type: ignore[list-item]
+    source = RecordingSource([ZeroDivisionError()])
 
     async def broken(symbols):
         raise ZeroDivisionError
@@ -222,6 +232,7 @@ async def test_ticker_is_marked_stale_after_n_misses_and_fresh_again() -> None:
 
     await task.poll_once()
     good = snapshot.prepare()
+    assert good is not None
     snapshot.commit(good)
     assert snapshot.published["AAPL"]["stale"] is False
 
@@ -230,6 +241,7 @@ async def test_ticker_is_marked_stale_after_n_misses_and_fresh_again() -> None:
     assert snapshot.prepare() is None  # two misses: still fresh, nothing to publish
     await task.poll_once()
     stale = snapshot.prepare()
+    assert stale is not None
     assert orjson.loads(stale.message)["data"]["AAPL"] == {
         "symbol": "AAPL",
         "seq": 2,
@@ -240,6 +252,7 @@ async def test_ticker_is_marked_stale_after_n_misses_and_fresh_again() -> None:
 
     await task.poll_once()
     fresh = snapshot.prepare()
+    assert fresh is not None
     assert orjson.loads(fresh.message)["data"]["AAPL"]["stale"] is False
     assert task.misses == 0
 
@@ -255,8 +268,8 @@ async def test_batch_failure_delay_is_honoured_by_the_ticker() -> None:
 
 
 def test_merge_news_unions_tickers_of_the_same_story() -> None:
-    item = {"id": "n1", "title": "t", "publisher": None, "link": None,
-            "published_at": "2026-11-25T10:00:00Z"}  # fmt: skip
+    item: NewsItem = {"id": "n1", "title": "t", "publisher": None, "link": None,
+            "published_at": "2026-11-25T10:00:00Z", "tickers": []}  # fmt: skip
     merged = merge_news([[{**item, "tickers": ["AAPL"]}], [{**item, "tickers": ["MSFT", "AAPL"]}]])
     assert len(merged) == 1
     assert merged[0]["tickers"] == ["AAPL", "MSFT"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, cast
 
 import orjson
 import pytest
@@ -26,8 +27,13 @@ def yahoo(tmp_path: Path) -> Iterator[FakeYahoo]:
         yield fake
 
 
-def settings(url: str, **overrides: object) -> PollerSettings:
-    base = {"redis_url": url, "tickers": SYMBOLS, "poll_freq": 3600, "news_interval": 0}
+def settings(url: str, **overrides: Any) -> PollerSettings:
+    base: dict[str, Any] = {
+        "redis_url": url,
+        "tickers": SYMBOLS,
+        "poll_freq": 3600,
+        "news_interval": 0,
+    }
     return PollerSettings(_env_file=None, **{**base, **overrides})
 
 
@@ -46,15 +52,27 @@ async def test_500_tickers_cost_10_quote_requests_a_cycle(yahoo: FakeYahoo, redi
         await one_cycle(poller)
         # The first cycle also fetches yfinance's cookie and crumb once.
         assert dict(yahoo.counts) == {"cookie": 1, "crumb": 1, "quote": 10}
+        assert [len(batch) for batch in yahoo.quote_symbols()] == [50] * 10
         assert sorted(s for batch in yahoo.quote_symbols() for s in batch) == SYMBOLS
         assert await redis.hlen("prices") == 500
         assert await redis.get("prices:seq") == b"1"  # one diff for the whole cycle
+        t123 = await redis.hget("prices", "T123")
+        assert t123 is not None
+        assert orjson.loads(t123)["name"] == "T123 Corp."  # each symbol its own answer
 
         yahoo.clear_counts()
         await asyncio.gather(*(t.poll_once() for t in poller.tickers))
         await poller.publisher.flush()
         assert dict(yahoo.counts) == {"quote": 10}
         assert await redis.get("prices:seq") == b"1"  # same answers: nothing published
+
+        # A caller passing more than max_batch symbols at once is split, not refused.
+        yahoo.clear_counts()
+        results = await source.fetch_quotes(SYMBOLS)
+        assert dict(yahoo.counts) == {"quote": 10}
+        assert [len(batch) for batch in yahoo.quote_symbols()] == [50] * 10
+        assert sorted(results) == SYMBOLS
+        assert not [q for q in results.values() if isinstance(q, Exception)]
     finally:
         await source.aclose()
         await redis.aclose()
@@ -71,7 +89,8 @@ async def test_restart_over_yfinance_publishes_nothing_spurious(
         await one_cycle(poller)
         await source.aclose()
     assert await redis.get("prices:seq") == b"1"
-    stored = {k.decode(): orjson.loads(v) for k, v in (await redis.hgetall("prices")).items()}
+    prices = cast("dict[bytes, bytes]", await redis.hgetall("prices"))  # no decode_responses
+    stored = {k.decode(): orjson.loads(v) for k, v in prices.items()}
     assert stored["AAPL"]["price"] == 225.44  # the recorded answer, parsed by yfinance
     assert stored["AAPL"]["stale"] is False
     await redis.aclose()

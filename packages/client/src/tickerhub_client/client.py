@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import re
 from collections.abc import AsyncIterator, Iterable, Mapping
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, Generic, Literal, Self, TypeVar
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import orjson
@@ -78,7 +78,7 @@ class _StreamClient(Generic[V]):
         if auth not in ("header", "message"):
             raise ValueError("auth must be 'header' or 'message'")
         self.url = base_url(url) + self.path
-        self.view = view
+        self.view: V = view
         self.symbols: list[str] | None = None if symbols is None else canonical_symbols(symbols)
         self.api_key = api_key
         self.auth = auth
@@ -124,7 +124,7 @@ class _StreamClient(Generic[V]):
         if self._ws is not None:
             await self._ws.close()
 
-    async def __aenter__(self) -> _StreamClient[V]:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(self, *exc: object) -> None:

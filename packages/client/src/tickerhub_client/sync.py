@@ -8,13 +8,13 @@ gets the connection dropped, and the client reconnects.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Generator
 
 from tickerhub_client.client import NewsClient, PricesClient
 from tickerhub_client.events import Event
 
 
-def iterate(client: PricesClient | NewsClient) -> Iterator[Event]:
+def iterate(client: PricesClient | NewsClient) -> Generator[Event, None, None]:
     """``for event in iterate(client)``: the events of ``async for event in client``.
 
     Closing the generator (leaving ``with contextlib.closing(...)``, or garbage
@@ -30,6 +30,7 @@ def iterate(client: PricesClient | NewsClient) -> Iterator[Event]:
                 return
     finally:
         loop.run_until_complete(client.close())
+        # aiter() is typed AsyncIterator; the clients' __aiter__ returns an async generator
         loop.run_until_complete(events.aclose())  # type: ignore[attr-defined]
         loop.run_until_complete(loop.shutdown_asyncgens())
         loop.close()

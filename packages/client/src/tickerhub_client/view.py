@@ -160,7 +160,7 @@ class NewsView:
         self.items: list[NewsItem] = []
         self.max_items = max_items
         self.watchlist: list[str] | None = None
-        self._ids: set[str] = set()
+        self._ids: set[str | None] = set()
 
     def apply(self, frame: Frame) -> NewsSnapshot | News | Unsubscribed | Error | Message | None:
         """Apply one server message (decoded or a raw text frame); ``None`` for ``pong``."""

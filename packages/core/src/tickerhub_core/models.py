@@ -84,4 +84,5 @@ def make_quote(symbol: str, **fields: Any) -> Quote:
         quote[name] = fields.pop(name, None)
     if fields:
         raise TypeError(f"unknown quote fields: {sorted(fields)}")
+    # built field by field as a plain dict; the loop above checked every key
     return quote  # type: ignore[return-value]

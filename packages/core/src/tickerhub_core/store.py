@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import cast
 
 from redis.asyncio import Redis
 
@@ -152,7 +153,11 @@ class NewsStore:
 
     async def recent(self, limit: int, symbols: Iterable[str] | None = None) -> list[NewsItem]:
         """Newest first; with ``symbols``, only items related to one of them."""
-        ids = await self._redis.zrevrange(self._keys.news, 0, -1 if symbols else limit - 1)
+        # Without withscores, zrevrange returns members only (redis-py types every shape).
+        ids = cast(
+            "list[bytes | str]",
+            await self._redis.zrevrange(self._keys.news, 0, -1 if symbols else limit - 1),
+        )
         if not ids:
             return []
         raw = await self._redis.hmget(self._keys.news_items, ids)

@@ -9,7 +9,7 @@ import sys
 import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import TypeVar
+from typing import Self, TypeVar
 
 
 def console_script(name: str) -> str:
@@ -30,7 +30,7 @@ class ServiceProcess:
         self.log_path = Path(tempfile.mkstemp(prefix=f"tickerhub-{script}-", suffix=".log")[1])
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> ServiceProcess:
+    def start(self) -> Self:
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             [console_script(self.script), *self.args],
@@ -80,7 +80,7 @@ class ServiceProcess:
     def kill(self) -> None:
         self.stop(signal.SIGKILL)
 
-    def __enter__(self) -> ServiceProcess:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -9,7 +9,7 @@ import asyncio
 import inspect
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 T = TypeVar("T")
 
@@ -32,14 +32,33 @@ class _Deadline:
         raise AssertionError(message)
 
 
+# Two signatures so an async ``check`` gives T, not the awaitable, to the caller.
+@overload
 async def eventually(
-    check: Callable[[], T | Awaitable[T]],
+    check: Callable[[], Awaitable[T]],
+    what: str,
+    *,
+    limit: float = ...,
+    interval: float = ...,
+    detail: Callable[[], str] | None = ...,
+) -> T: ...
+@overload
+async def eventually(
+    check: Callable[[], T],
+    what: str,
+    *,
+    limit: float = ...,
+    interval: float = ...,
+    detail: Callable[[], str] | None = ...,
+) -> T: ...
+async def eventually(
+    check: Callable[[], Any],
     what: str,
     *,
     limit: float = WAIT,
     interval: float = 0.02,
     detail: Callable[[], str] | None = None,
-) -> T:
+) -> Any:
     """Call ``check`` (plain or async) until it returns something truthy; return that.
 
     Gives up after ``limit`` seconds.

@@ -27,11 +27,6 @@ _KEY_RE = re.compile(r"^[\x21-\x7e]{16,256}$")
 _ORIGIN_RE = re.compile(r"^(?:[a-z][a-z0-9+.-]*://[^/\s?#]+|null)$")
 
 
-def split_list(value: str) -> tuple[str, ...]:
-    """``"a, b,,c"`` -> ``("a", "b", "c")``."""
-    return tuple(item.strip() for item in value.split(",") if item.strip())
-
-
 def check_key_syntax(key: str) -> None:
     """Raise ValueError (without echoing the key) unless it fits in a header and is long."""
     if not _KEY_RE.match(key):
@@ -81,8 +76,8 @@ def key_from_headers(headers: Mapping[str, str]) -> str | None:
         scheme, _, value = authorization.strip().partition(" ")
         if scheme.lower() == "bearer" and value.strip():
             return value.strip()
-    value = headers.get(API_KEY_HEADER)
-    return value.strip() if value else None
+    key = headers.get(API_KEY_HEADER)
+    return key.strip() if key else None
 
 
 class OriginCheck:

@@ -109,6 +109,7 @@ def create_app(
         version="0.1.0",
         lifespan=lifespan,
     )
+    # Starlette types handlers for Exception; ours takes the narrower ApiError it is registered for
     app.add_exception_handler(rest.ApiError, _api_error)  # type: ignore[arg-type]
     app.include_router(rest.router)
     app.include_router(ws.router)

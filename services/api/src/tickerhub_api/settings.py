@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr, ValidationInfo, field_validator
+from typing import Annotated
 
-from tickerhub_api.access import check_key_syntax, normalize_origin, split_list
-from tickerhub_core.settings import CommonSettings
+from pydantic import BeforeValidator, Field, SecretStr, ValidationInfo, field_validator
+from pydantic_settings import NoDecode
+
+from tickerhub_api.access import check_key_syntax, normalize_origin
+from tickerhub_core.settings import CommonSettings, ListSetting, split_list_setting
+
+# ListSetting's parsing ("a, b,,c" -> a, b, c), each key kept secret (hidden from repr/logs).
+SecretListSetting = Annotated[list[SecretStr], NoDecode, BeforeValidator(split_list_setting)]
 
 
 class ApiSettings(CommonSettings):
@@ -75,8 +81,8 @@ class ApiSettings(CommonSettings):
         "pongs do not count) after which the connection is closed with 4000; 0 disables.",
     )
     # -- access ----------------------------------------------------------------
-    api_keys: SecretStr = Field(
-        default=SecretStr(""),
+    api_keys: SecretListSetting = Field(
+        default_factory=list,
         description="Comma-separated API keys; empty: the api is open. When set, REST "
         "and WebSockets need one of them.",
     )
@@ -86,13 +92,13 @@ class ApiSettings(CommonSettings):
         description='Seconds a WebSocket has to send {"auth": "<key>"} when API keys are on '
         "and it gave no key in the URL or headers.",
     )
-    allowed_origins: str = Field(
-        default="",
+    allowed_origins: ListSetting = Field(
+        default_factory=list,
         description="Comma-separated browser origins allowed to open WebSockets "
         "(e.g. https://app.example.com); empty or *: every origin.",
     )
-    cors_origins: str = Field(
-        default="",
+    cors_origins: ListSetting = Field(
+        default_factory=list,
         description="Comma-separated origins allowed to call REST from a browser; empty: * "
         "while the api is open, none (same origin only) once API keys are on.",
     )
@@ -104,35 +110,35 @@ class ApiSettings(CommonSettings):
 
     @field_validator("api_keys")
     @classmethod
-    def _check_keys(cls, value: SecretStr) -> SecretStr:
-        for key in split_list(value.get_secret_value()):
-            check_key_syntax(key)
+    def _check_keys(cls, value: list[SecretStr]) -> list[SecretStr]:
+        for key in value:
+            check_key_syntax(key.get_secret_value())
         return value
 
     @field_validator("allowed_origins", "cors_origins")
     @classmethod
-    def _check_origins(cls, value: str) -> str:
-        for origin in split_list(value):
+    def _check_origins(cls, value: list[str]) -> list[str]:
+        for origin in value:
             if origin != "*":
                 normalize_origin(origin)
         return value
 
     @field_validator("cors_origins")
     @classmethod
-    def _no_wildcard_cors_with_keys(cls, value: str, info: ValidationInfo) -> str:
+    def _no_wildcard_cors_with_keys(cls, value: list[str], info: ValidationInfo) -> list[str]:
         keys = info.data.get("api_keys")  # validated before: declared before
-        if keys is not None and split_list(keys.get_secret_value()) and "*" in split_list(value):
+        if keys and "*" in value:
             raise ValueError("* cannot be combined with API_KEYS: list the origins allowed")
         return value
 
     @property
     def api_key_list(self) -> tuple[str, ...]:
-        return split_list(self.api_keys.get_secret_value())
+        return tuple(key.get_secret_value() for key in self.api_keys)
 
     @property
     def allowed_origin_list(self) -> tuple[str, ...]:
-        return split_list(self.allowed_origins)
+        return tuple(self.allowed_origins)
 
     @property
     def cors_origin_list(self) -> tuple[str, ...]:
-        return split_list(self.cors_origins)
+        return tuple(self.cors_origins)

@@ -56,7 +56,7 @@ class Snapshot:
             changes["symbol"] = symbol
             changes["seq"] = seq
             data[symbol] = changes
-            quotes[symbol] = {**self.published.get(symbol, {}), **quote, "seq": seq}  # type: ignore[typeddict-item]
+            quotes[symbol] = {**self.published.get(symbol, {}), **quote, "seq": seq}
         if not data:
             return None
         return PreparedDiff(

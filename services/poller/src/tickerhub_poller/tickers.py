@@ -49,7 +49,7 @@ class TickerTask:
         if self.misses and self.misses >= self._stale_after:
             log.info("%s: fresh again after %d missed cycles", self.symbol, self.misses)
         self.misses = 0
-        self._snapshot.update({**quote, "symbol": self.symbol, "stale": False})  # type: ignore[typeddict-item]
+        self._snapshot.update({**quote, "symbol": self.symbol, "stale": False})
         self._notify()
         return self._poll_freq
 

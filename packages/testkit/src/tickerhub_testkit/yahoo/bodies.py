@@ -156,7 +156,7 @@ def quote_item_without_price(symbol: str) -> dict[str, Any]:
     return short
 
 
-def quote_body(items: list[dict[str, Any]]) -> dict[str, Any]:
+def quote_body(items: list[Any]) -> dict[str, Any]:  # Any: malformed items too
     return {"quoteResponse": {"result": items, "error": None}}
 
 
@@ -195,7 +195,7 @@ def news_items() -> list[dict[str, Any]]:
     return recorded("ncp_latestNews_AAPL.json")["data"]["tickerStream"]["stream"]
 
 
-def news_item(base: int = 0, *, related: list[str] | None = None, **content: Any) -> dict[str, Any]:
+def news_item(base: int = 0, *, related: list[Any] | None = None, **content: Any) -> dict[str, Any]:
     """A stream item derived from recorded item ``base``.
 
     ``content`` keys replace (value ``...`` removes) fields of ``item["content"]``;

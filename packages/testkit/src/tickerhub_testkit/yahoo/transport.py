@@ -43,7 +43,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qs, urlsplit
 
 # Before yfinance is imported anywhere: with a requests session, the HTTP errors
@@ -109,7 +109,15 @@ class _FakeYahooAdapter(BaseAdapter):
         self._yahoo = yahoo
         self._builder = HTTPAdapter()
 
-    def send(self, request, stream=False, timeout=None, verify=True, cert=None, proxies=None):  # type: ignore[override]
+    def send(
+        self,
+        request: requests.PreparedRequest,
+        stream: bool = False,
+        timeout: Any = None,
+        verify: Any = True,
+        cert: Any = None,
+        proxies: Any = None,
+    ) -> requests.Response:
         return self._yahoo._answer(request, timeout, self._builder)
 
     def close(self) -> None:
@@ -253,12 +261,19 @@ class FakeYahoo:
                     queue.pop(0)
             return reply
 
-    def _answer(self, request: requests.PreparedRequest, timeout: Any, builder: HTTPAdapter):
-        parts = urlsplit(request.url)
+    def _answer(
+        self, request: requests.PreparedRequest, timeout: Any, builder: HTTPAdapter
+    ) -> requests.Response:
+        parts = urlsplit(request.url or "")
         host = parts.hostname or ""
         route = self.route_of(host, parts.path)
         params = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
-        body = request.body.encode() if isinstance(request.body, str) else request.body
+        # yfinance sends small in-memory bodies (or none): never a file or an iterator.
+        body = (
+            request.body.encode()
+            if isinstance(request.body, str)
+            else cast("bytes | None", request.body)
+        )
         rec = Recorded(route, request.method or "GET", request.url or "", params, body)
         with self._lock:
             self.counts[route] += 1
@@ -287,7 +302,13 @@ class FakeYahoo:
         return self._build(request, status, payload, headers, builder)
 
     @staticmethod
-    def _build(request, status: int, payload: Any, headers: dict[str, str], builder: HTTPAdapter):
+    def _build(
+        request: requests.PreparedRequest,
+        status: int,
+        payload: Any,
+        headers: dict[str, str],
+        builder: HTTPAdapter,
+    ) -> requests.Response:
         if isinstance(payload, dict | list):
             data = json.dumps(payload, separators=(",", ":")).encode()
             headers.setdefault("Content-Type", "application/json;charset=utf-8")
@@ -307,6 +328,7 @@ class FakeYahoo:
             reason=http.client.responses.get(status, ""),
             preload_content=False,
             decode_content=False,
+            # a stand-in, not an HTTPResponse: requests' cookie extraction reads only .msg
             original_response=_OriginalResponse(msg),  # type: ignore[arg-type]
         )
         return builder.build_response(request, raw)

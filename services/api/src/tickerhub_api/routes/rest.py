@@ -37,9 +37,13 @@ router = APIRouter()
 SEQ_HEADER = "X-TickerHub-Seq"
 READY_PING_TIMEOUT = 2.0
 
-_NOT_FOUND = {404: {"model": ErrorDetail, "description": "Unknown symbol."}}
-_BAD_SYMBOL = {422: {"model": ErrorDetail, "description": "Not a plausible ticker symbol."}}
-_UNAVAILABLE = {503: {"model": ErrorDetail, "description": "Redis is unreachable."}}
+# FastAPI's ``responses=`` type: keys may be status codes or "default".
+_Responses = dict[int | str, dict[str, Any]]
+_NOT_FOUND: _Responses = {404: {"model": ErrorDetail, "description": "Unknown symbol."}}
+_BAD_SYMBOL: _Responses = {
+    422: {"model": ErrorDetail, "description": "Not a plausible ticker symbol."}
+}
+_UNAVAILABLE: _Responses = {503: {"model": ErrorDetail, "description": "Redis is unreachable."}}
 
 SymbolPath = Annotated[str, Path(description="Ticker symbol, case-insensitive.", max_length=64)]
 

@@ -78,7 +78,8 @@ class FastChannel:
         close frame. uvicorn's ``receive`` returns what its queue (our
         :class:`_Mailbox`) holds; Starlette accepts any ``websocket.receive``.
         """
-        self._proto.queue.put_nowait(_INTERRUPT)
+        # Deliberately not a typed ASGI receive event (it has neither text nor bytes).
+        self._proto.queue.put_nowait(_INTERRUPT)  # type: ignore[arg-type]
 
     @property
     def usable(self) -> bool:
@@ -171,6 +172,7 @@ class FastWebSocketProtocol(WebSocketsSansIOProtocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.fast_channel = FastChannel(self)
+        # duck types for uvicorn's asyncio.Queue/Event (the methods it calls)
         self.queue = _Mailbox()  # type: ignore[assignment]
         self.writable = _Flag()  # type: ignore[assignment]
 
@@ -182,13 +184,13 @@ class FastWebSocketProtocol(WebSocketsSansIOProtocol):
             scope["extensions"][EXTENSION] = self.fast_channel
         # uvicorn keeps the parsed request for the connection's lifetime but never
         # reads it again (the scope has the headers): ~1 KiB per connection.
-        self.request = None
+        self.request = None  # type: ignore[assignment]  # uvicorn types it non-optional
 
     async def send(self, message: Any) -> None:
         await super().send(message)
         if self.handshake_complete:
             # Only the accept reads the handshake response; drop its headers after.
-            self.response = None
+            self.response = None  # type: ignore[assignment]  # uvicorn types it non-optional
         live = self.handshake_complete and not self.close_sent and not self.disconnected
         self.fast_channel.transport = self.transport if live else None
 

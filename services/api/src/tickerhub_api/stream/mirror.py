@@ -64,6 +64,7 @@ class Mirror:
         self._applied_since_load = True
 
     def get(self, symbol: str) -> Quote | None:
+        # the mirror merges diffs into plain dicts; each holds one Quote's fields
         return self._quotes.get(symbol)  # type: ignore[return-value]
 
     def __contains__(self, symbol: object) -> bool:

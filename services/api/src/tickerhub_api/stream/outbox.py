@@ -67,6 +67,7 @@ class Outbox:
         reused: encoded once for every client that watches all of its symbols.
         """
         if not self._pending:
+            # kept by reference, read only until the first merge copies it (see below)
             self._pending = data  # type: ignore[assignment]
             self._pending_is_diff = True
             self._owned.clear()
@@ -82,6 +83,7 @@ class Outbox:
                     if symbol not in owned:
                         current = pending[symbol] = dict(current)
                         owned.add(symbol)
+                    # `current` is our own dict copy here (owned), not the caller's Mapping
                     current.update(fields)  # type: ignore[attr-defined]
         self._seq = max(self._seq, seq)
         self._ts = ts

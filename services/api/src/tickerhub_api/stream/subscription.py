@@ -73,6 +73,9 @@ class Subscription:
         self._outage = ConditionLog(log, "redis subscription")
 
     async def run(self) -> None:
+        # Not tickerhub_core.retry.retry_until_done: a session never returns, and
+        # recovery (backoff reset, "recovered" log) is when it has subscribed and
+        # reloaded, mid-session, not when an attempt returns.
         while True:
             try:
                 await self._session()
@@ -90,6 +93,7 @@ class Subscription:
             # redis-py may reconnect and resubscribe on its own inside get_message;
             # whatever was published meanwhile is lost, so treat that as a gap.
             self._reconnected = False
+            assert pubsub.connection is not None  # subscribe() connected it
             pubsub.connection.register_connect_callback(self._on_reconnect)
             await self._reload()
             await self.news.resync()

@@ -80,6 +80,7 @@ class WatchIndex(Generic[C]):
                 elif type(seen) is str:
                     out[conn] = [seen, symbol]
                 else:
+                    # `type(seen) is str` (cheaper than isinstance here) does not narrow for mypy
                     seen.append(symbol)  # type: ignore[union-attr]
         return out
 

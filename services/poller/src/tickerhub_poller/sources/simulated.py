@@ -104,6 +104,7 @@ class SimulatedSource:
                     "title": f"{symbol} simulated headline #{n}",
                     "publisher": "TickerHub Simulator",
                     "link": None,
+                    # iso_utc returns str | None; it is None only for None input, never here
                     "published_at": iso_utc(datetime.now(UTC)) if n else self._start_time,  # type: ignore[typeddict-item]
                     "tickers": [symbol],
                 }

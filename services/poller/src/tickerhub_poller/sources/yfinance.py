@@ -23,6 +23,7 @@ but touches neither the network nor yfinance's global state.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import math
 import time
@@ -258,7 +259,7 @@ class YFinanceSource:
         for start in range(0, len(wanted), self.max_batch):
             batch = wanted[start : start + self.max_batch]
             payload = await self._run(
-                "quote", lambda batch=batch: self._client.quote_json(batch, QUOTE_FIELDS)
+                "quote", functools.partial(self._client.quote_json, batch, QUOTE_FIELDS)
             )
             try:
                 result.update(parse_quote_response(batch, payload))
