@@ -13,6 +13,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.types import Receive, Scope, Send
 
 from tickerhub_api.access import ApiKeyMiddleware, KeyCheck, cors_options
+from tickerhub_api.probes import READY_PING_TIMEOUT, ReadinessProbe, RedisFailures
 from tickerhub_api.routes import rest, ws
 from tickerhub_api.settings import ApiSettings
 from tickerhub_api.stream.hub import Hub
@@ -80,6 +81,10 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # No read timeout: the hub's pub/sub reader waits with its own timeouts.
         client = redis or redis_client(settings, socket_timeout=None)
+        # /readyz's own pool, so a flood on the shared one cannot make it say "Redis down".
+        probe_client = redis or redis_client(
+            settings, socket_timeout=READY_PING_TIMEOUT, max_connections=2
+        )
         if history is None:
             # The module is light; HistoryService imports yfinance and pandas (tens
             # of MiB) only on its first fetch, so a process that never serves
@@ -92,6 +97,8 @@ def create_app(
         hub = Hub(client, settings.keys, policy, settings.news_default_limit)
         app.state.settings = settings
         app.state.redis = client
+        app.state.probe = ReadinessProbe(probe_client, settings.keys.producer_heartbeat)
+        app.state.redis_failures = RedisFailures()
         app.state.history = history_service
         app.state.hub = hub
         app.state.reads = Reads(hub)
@@ -102,6 +109,7 @@ def create_app(
             await hub.stop()
             if redis is None:
                 await client.aclose()
+                await probe_client.aclose()
 
     app = TickerHubApp(
         title="TickerHub api",
@@ -126,4 +134,4 @@ def create_app(
 
 
 async def _api_error(request: Request, exc: rest.ApiError) -> JSONResponse:
-    return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
+    return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)

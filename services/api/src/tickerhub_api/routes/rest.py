@@ -4,21 +4,22 @@ The routes get what they read through FastAPI dependencies (below): the
 stream machinery's narrow read view (:class:`~tickerhub_api.stream.reads.Reads`:
 quotes from the process's mirror while it is ready, else from Redis), the
 history service and the settings, all created with the app (``app.py``). They
-answer 503 only if Redis itself fails. Every quote response carries the seq it
-reflects in ``X-TickerHub-Seq``.
+answer 503 only if Redis fails: with ``Retry-After`` when the api is overloaded
+(every pooled Redis connection busy), "Redis is unreachable" for an outage
+(``probes.RedisFailures``). Every quote response carries the seq it reflects in
+``X-TickerHub-Seq``.
 """
 
 from __future__ import annotations
 
-import asyncio
 from datetime import datetime
 from typing import Annotated, Any, Protocol
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from tickerhub_api.probes import ReadinessProbe, RedisFailures
 from tickerhub_api.schemas import (
     ErrorDetail,
     Health,
@@ -35,11 +36,15 @@ from tickerhub_core.symbols import InvalidSymbolError, normalize_symbol, parse_s
 router = APIRouter()
 
 SEQ_HEADER = "X-TickerHub-Seq"
-READY_PING_TIMEOUT = 2.0
 
 _NOT_FOUND = {404: {"model": ErrorDetail, "description": "Unknown symbol."}}
 _BAD_SYMBOL = {422: {"model": ErrorDetail, "description": "Not a plausible ticker symbol."}}
-_UNAVAILABLE = {503: {"model": ErrorDetail, "description": "Redis is unreachable."}}
+_UNAVAILABLE = {
+    503: {
+        "model": ErrorDetail,
+        "description": "Redis is unreachable, or the api is overloaded (with Retry-After).",
+    }
+}
 
 SymbolPath = Annotated[str, Path(description="Ticker symbol, case-insensitive.", max_length=64)]
 
@@ -47,10 +52,13 @@ SymbolPath = Annotated[str, Path(description="Ticker symbol, case-insensitive.",
 class ApiError(Exception):
     """Rendered as ``{"detail": message}`` with ``status_code`` by the app's handler."""
 
-    def __init__(self, status_code: int, detail: str) -> None:
+    def __init__(
+        self, status_code: int, detail: str, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(detail)
         self.status_code = status_code
         self.detail = detail
+        self.headers = headers or {}
 
 
 class HistoryReader(Protocol):
@@ -77,18 +85,24 @@ def _history(request: Request) -> HistoryReader:
     return request.app.state.history
 
 
-def _redis(request: Request) -> Redis:
-    return request.app.state.redis
+def _probe(request: Request) -> ReadinessProbe:
+    return request.app.state.probe
+
+
+def _failures(request: Request) -> RedisFailures:
+    return request.app.state.redis_failures
 
 
 ReadsDep = Annotated[Reads, Depends(_reads)]
 SettingsDep = Annotated[ApiSettings, Depends(_settings)]
 HistoryDep = Annotated[HistoryReader, Depends(_history)]
-RedisDep = Annotated[Redis, Depends(_redis)]
+ProbeDep = Annotated[ReadinessProbe, Depends(_probe)]
+FailuresDep = Annotated[RedisFailures, Depends(_failures)]
 
 
-def _unavailable(what: str, exc: RedisError) -> ApiError:
-    return ApiError(503, f"{what} unavailable: Redis is unreachable ({exc})")
+def _unavailable(failures: RedisFailures, what: str, exc: RedisError) -> ApiError:
+    failure = failures.answer(what, exc)
+    return ApiError(failure.status_code, failure.detail, failure.headers)
 
 
 def _symbol(raw: str) -> str:
@@ -104,11 +118,11 @@ def _symbol(raw: str) -> str:
     responses=_UNAVAILABLE,
     summary="Every symbol's latest quote",
 )
-async def tickers(reads: ReadsDep, response: Response) -> Any:
+async def tickers(reads: ReadsDep, failures: FailuresDep, response: Response) -> Any:
     try:
         seq, quotes = await reads.snapshot()
     except RedisError as exc:
-        raise _unavailable("quotes are", exc) from None
+        raise _unavailable(failures, "quotes are", exc) from None
     response.headers[SEQ_HEADER] = str(seq)
     return quotes
 
@@ -119,12 +133,14 @@ async def tickers(reads: ReadsDep, response: Response) -> Any:
     responses={**_NOT_FOUND, **_BAD_SYMBOL, **_UNAVAILABLE},
     summary="One symbol's latest quote",
 )
-async def ticker(symbol: SymbolPath, reads: ReadsDep, response: Response) -> Any:
+async def ticker(
+    symbol: SymbolPath, reads: ReadsDep, failures: FailuresDep, response: Response
+) -> Any:
     canonical = _symbol(symbol)
     try:
         seq, quote = await reads.quote(canonical)
     except RedisError as exc:
-        raise _unavailable("quotes are", exc) from None
+        raise _unavailable(failures, "quotes are", exc) from None
     if quote is None:
         raise ApiError(404, f"unknown symbol: {canonical}")
     response.headers[SEQ_HEADER] = str(seq)
@@ -168,6 +184,7 @@ async def history(
 async def news(
     reads: ReadsDep,
     settings: SettingsDep,
+    failures: FailuresDep,
     symbols: Annotated[
         str | None, Query(max_length=4096, description="Comma-separated symbols, e.g. AAPL,MSFT.")
     ] = None,
@@ -181,23 +198,16 @@ async def news(
             raise ApiError(422, str(exc)) from None
     count = min(limit or settings.news_default_limit, settings.news_max_limit)
     try:
-        return await reads.news(count, wanted)
+        items = await reads.news(count, wanted)
     except RedisError as exc:
-        raise _unavailable("news is", exc) from None
+        raise _unavailable(failures, "news is", exc) from None
+    failures.succeeded()
+    return items
 
 
 @router.get("/healthz", response_model=Health, summary="The process is alive")
 async def healthz() -> Any:
     return {"status": "ok"}
-
-
-async def _producer_beat(reads: Reads) -> int | None:
-    """Epoch ms of the producer's last heartbeat; None if expired, absent or unreadable."""
-    try:
-        async with asyncio.timeout(READY_PING_TIMEOUT):
-            return await reads.producer_beat()
-    except (RedisError, OSError, TimeoutError, ValueError):
-        return None
 
 
 @router.get(
@@ -206,13 +216,10 @@ async def _producer_beat(reads: Reads) -> int | None:
     responses={503: {"model": Readiness, "description": "Not ready."}},
     summary="Redis reachable and snapshot loaded",
 )
-async def readyz(reads: ReadsDep, redis: RedisDep) -> Any:
-    try:
-        async with asyncio.timeout(READY_PING_TIMEOUT):
-            redis_ok = bool(await redis.ping())
-    except (RedisError, OSError, TimeoutError):
-        redis_ok = False
-    beat = await _producer_beat(reads) if redis_ok else None
+async def readyz(reads: ReadsDep, probe: ProbeDep) -> Any:
+    # Through the probe's own connection, cached ~1 s: a flood cannot starve it.
+    check = await probe.check()
+    redis_ok, beat = check.ok, check.producer_beat
     status = reads.status()
     ready = redis_ok and status.ready
     body = {
