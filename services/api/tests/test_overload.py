@@ -138,3 +138,35 @@ async def test_a_readyz_flood_stays_ready_and_costs_redis_little(
     assert news.status_code == 200
     # One cached check serves the whole flood (a few if it outlasts a second), never one each.
     assert after - before < FLOOD // 4, after - before
+
+
+BURST = 300
+
+
+async def test_a_news_connect_burst_gets_every_snapshot_once_redis_can_answer(
+    redis_server: Any, procs: Procs
+) -> None:
+    await seed(redis_server.url)
+    # A pool that is nearly always busy during the burst: many first loads fail and
+    # must be retried; every client still gets its snapshot without asking again.
+    api = start_api(procs, redis_server.url, REDIS_MAX_CONNECTIONS="2", REDIS_POOL_TIMEOUT="0.001")
+    unavailable = 0
+
+    async def client() -> dict[str, Any]:
+        nonlocal unavailable
+        async with websockets.connect(f"{api.ws}/ws/news", open_timeout=60) as ws:
+
+            def is_snapshot(message: Any) -> bool:
+                nonlocal unavailable
+                if message.get("type") == "error":
+                    assert message["code"] == "unavailable", message
+                    unavailable += 1
+                return message.get("type") == "snapshot"
+
+            return await recv_until(ws, is_snapshot, limit=60)
+
+    snapshots = await asyncio.gather(*(client() for _ in range(BURST)))
+
+    assert len(snapshots) == BURST
+    assert all(len(s["data"]) == 20 for s in snapshots)  # NEWS_DEFAULT_LIMIT
+    assert unavailable > 0, "no first load failed: the burst did not exercise the retry"
