@@ -48,3 +48,9 @@ class RedisKeys:
     def news_channel(self) -> str:
         """Pub/sub channel carrying ``news`` messages with new items only."""
         return f"{self.prefix}news-updates"
+
+    @property
+    def yahoo_rate_limited(self) -> str:
+        """STRING with a TTL: set while Yahoo rate-limits this host (by the poller or the
+        api, whichever got the 429); the TTL is how long to hold off."""
+        return f"{self.prefix}yahoo:rate-limited"

@@ -163,6 +163,33 @@ class NewsStore:
         return items[:limit]
 
 
+class YahooRateLimit:
+    """The shared "Yahoo is rate-limiting this host" flag: a key that expires.
+
+    The poller and the api's history route ask Yahoo from the same address, so
+    a 429 seen by one means the other must hold off too. Whoever sees it
+    :meth:`mark`s it for its backoff; both check :meth:`remaining` before asking.
+    """
+
+    def __init__(self, redis: Redis, keys: RedisKeys) -> None:
+        self._redis = redis
+        self._key = keys.yahoo_rate_limited
+
+    async def mark(self, seconds: float) -> None:
+        """Yahoo answered 429: hold off for ``seconds`` (never shortens a longer hold)."""
+        ms = max(1, int(seconds * 1000))
+        # SET ... GT needs Redis 7.0; this keeps the longer of two holds on any version.
+        if await self._redis.set(self._key, wire.now_ms() + ms, px=ms, nx=True):
+            return
+        if (await self._redis.pttl(self._key)) < ms:
+            await self._redis.set(self._key, wire.now_ms() + ms, px=ms)
+
+    async def remaining(self) -> float:
+        """Seconds until Yahoo may be asked again; 0 if nobody saw a 429 lately."""
+        ttl = await self._redis.pttl(self._key)
+        return ttl / 1000 if ttl > 0 else 0.0
+
+
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 

@@ -90,8 +90,17 @@ def create_app(
             # of MiB) only on its first fetch, so a process that never serves
             # history never loads them.
             from tickerhub_api.history import HistoryService
+            from tickerhub_api.history_gate import OutboundGate
+            from tickerhub_core.store import YahooRateLimit
 
-            history_service: Any = HistoryService()
+            gate = OutboundGate(
+                settings.history_max_concurrent,
+                settings.history_max_per_second,
+                shared=YahooRateLimit(client, settings.keys),
+            )
+            history_service: Any = HistoryService(
+                negative_ttl=settings.history_negative_ttl, gate=gate
+            )
         else:
             history_service = history
         hub = Hub(client, settings.keys, policy, settings.news_default_limit)

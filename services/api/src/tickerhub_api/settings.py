@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, SecretStr, ValidationInfo, field_validator
 
 from tickerhub_api.access import check_key_syntax, normalize_origin, split_list
@@ -101,6 +103,27 @@ class ApiSettings(CommonSettings):
         default=20, ge=1, description="News items returned when no limit is given."
     )
     news_max_limit: int = Field(default=200, ge=1, description="Largest accepted news limit.")
+
+    # -- history (docs/operations.md: what keeps it from flooding Yahoo) --------
+    history_symbols: Literal["held", "any"] = Field(
+        default="held",
+        description="Symbols /tickers/{symbol}/history asks Yahoo about: held (only those "
+        "the hub holds a quote for; others get 404 without asking Yahoo) or any.",
+    )
+    history_max_concurrent: int = Field(
+        default=4, ge=1, description="Most history fetches to Yahoo at once, per api process."
+    )
+    history_max_per_second: float = Field(
+        default=2.0,
+        gt=0,
+        description="History fetches to Yahoo per second on average, per api process; past "
+        "this or HISTORY_MAX_CONCURRENT: 503 with Retry-After at once.",
+    )
+    history_negative_ttl: float = Field(
+        default=300.0,
+        ge=0,
+        description="Seconds a 404 (unknown symbol, no data) or 422 from Yahoo is cached.",
+    )
 
     @field_validator("api_keys")
     @classmethod

@@ -161,6 +161,9 @@ async def ticker(
 async def history(
     symbol: SymbolPath,
     service: HistoryDep,
+    reads: ReadsDep,
+    settings: SettingsDep,
+    failures: FailuresDep,
     start: Annotated[datetime | None, Query(description="ISO-8601 date or time.")] = None,
     end: Annotated[datetime | None, Query(description="ISO-8601 date or time.")] = None,
     interval: Annotated[str, Query(max_length=8, description="e.g. 1d, 1h, 5m.")] = "1d",
@@ -169,10 +172,19 @@ async def history(
     from tickerhub_api.history import HistoryError
 
     canonical = _symbol(symbol)
+    if settings.history_symbols == "held":
+        # Yahoo is asked only about symbols this hub polls (HISTORY_SYMBOLS).
+        try:
+            _, quote = await reads.quote(canonical)
+        except RedisError as exc:
+            raise _unavailable(failures, "history is", exc) from None
+        if quote is None:
+            raise ApiError(404, f"unknown symbol: {canonical} is not tracked by this hub")
     try:
         return await service.get(canonical, start, end, interval)
     except HistoryError as exc:
-        raise ApiError(exc.status_code, str(exc)) from None
+        headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else None
+        raise ApiError(exc.status_code, str(exc), headers) from None
 
 
 @router.get(
