@@ -108,8 +108,23 @@ class HistoryUpstreamError(HistoryError):
     status_code = 502
 
 
-def _utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+# Dates outside these are refused (422): Yahoo has nothing before 1900, and near
+# datetime's own limits (years 1 and 9999) converting to UTC or subtracting the
+# default span overflows (issue 14: a 500 with an OverflowError traceback).
+EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
+LATEST = datetime(2200, 1, 1, tzinfo=UTC)
+
+
+def _utc(value: datetime, name: str) -> datetime:
+    try:
+        moment = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    except (OverflowError, ValueError):
+        moment = None
+    if moment is None or not EARLIEST <= moment <= LATEST:
+        raise HistoryBadRequest(
+            f"{name} must be between {EARLIEST:%Y-%m-%d} and {LATEST:%Y-%m-%d} (UTC)"
+        )
+    return moment
 
 
 def resolve_range(
@@ -120,8 +135,11 @@ def resolve_range(
         raise HistoryBadRequest(
             f"invalid interval {interval!r:.20}; one of {', '.join(VALID_INTERVALS)}"
         )
-    end_utc = _utc(end) if end is not None else _utc(now)
-    start_utc = _utc(start) if start is not None else end_utc - DEFAULT_SPAN[interval]
+    end_utc = _utc(end if end is not None else now, "end")
+    if start is not None:
+        start_utc = _utc(start, "start")
+    else:
+        start_utc = max(end_utc - DEFAULT_SPAN[interval], EARLIEST)  # no overflow past EARLIEST
     if start_utc >= end_utc:
         raise HistoryBadRequest("start must be before end")
     limit = MAX_SPAN.get(interval)
