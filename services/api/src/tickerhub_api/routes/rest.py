@@ -118,13 +118,15 @@ def _symbol(raw: str) -> str:
     responses=_UNAVAILABLE,
     summary="Every symbol's latest quote",
 )
-async def tickers(reads: ReadsDep, failures: FailuresDep, response: Response) -> Any:
+async def tickers(reads: ReadsDep, failures: FailuresDep) -> Any:
+    # Pre-encoded once per seq and returned as is: no per-request validation or encoding
+    # (a /tickers flood used to stall the streams: issue 14). The mirror holds quotes as
+    # producers wrote them, checked against the Quote model by the stream tests.
     try:
-        seq, quotes = await reads.snapshot()
+        seq, body = await reads.snapshot_json()
     except RedisError as exc:
         raise _unavailable(failures, "quotes are", exc) from None
-    response.headers[SEQ_HEADER] = str(seq)
-    return quotes
+    return Response(body, media_type="application/json", headers={SEQ_HEADER: str(seq)})
 
 
 @router.get(

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tickerhub_api.stream.hub import Hub
+from tickerhub_core import wire
 from tickerhub_core.models import NewsItem, Quote
 
 
@@ -33,6 +34,14 @@ class Reads:
         if hub.ready:
             return hub.mirror.seq, hub.mirror.view()
         return await hub.snapshots.load()
+
+    async def snapshot_json(self) -> tuple[int, bytes]:
+        """``(seq, every symbol's quote as JSON)``; from the mirror, encoded once per seq."""
+        hub = self._hub
+        if hub.ready:
+            return hub.mirror.seq, hub.mirror.full_json()
+        seq, quotes = await hub.snapshots.load()
+        return seq, wire.dumps(quotes)
 
     async def quote(self, symbol: str) -> tuple[int, Quote | None]:
         """``(seq, the quote)``; ``None`` for an unknown symbol."""
