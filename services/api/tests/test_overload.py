@@ -9,6 +9,8 @@ limits only keep a broken build from hanging.
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 from collections import Counter
 from typing import Any
 
@@ -21,6 +23,7 @@ from tickerhub_core.keys import RedisKeys
 from tickerhub_core.store import NewsStore
 from tickerhub_testkit.processes import Procs, start_api
 from tickerhub_testkit.producer import Producer
+from tickerhub_testkit.wait import eventually
 from tickerhub_testkit.ws import recv_until
 
 pytestmark = pytest.mark.integration
@@ -170,3 +173,31 @@ async def test_a_news_connect_burst_gets_every_snapshot_once_redis_can_answer(
     assert len(snapshots) == BURST
     assert all(len(s["data"]) == 20 for s in snapshots)  # NEWS_DEFAULT_LIMIT
     assert unavailable > 0, "no first load failed: the burst did not exercise the retry"
+
+
+async def test_rest_max_concurrent_refuses_past_the_cap_and_spares_the_probes(
+    own_redis_server: Any, procs: Procs
+) -> None:
+    await seed(own_redis_server.url)
+    api = start_api(procs, own_redis_server.url, REST_MAX_CONCURRENT="3")
+    async with httpx.AsyncClient(base_url=api.http, timeout=60) as client:
+        assert (await client.get("/tickers")).status_code == 200
+        os.kill(own_redis_server.pid, signal.SIGSTOP)  # Redis hangs: /news requests stay open
+        try:
+            hanging = [asyncio.create_task(client.get("/news")) for _ in range(3)]
+
+            async def refused() -> bool:
+                return (await client.get("/tickers")).status_code == 503
+
+            await eventually(refused, "a request past REST_MAX_CONCURRENT refused")
+            answer = await client.get("/tickers")
+            assert answer.status_code == 503
+            assert answer.headers["Retry-After"] == "1"
+            assert answer.json() == {"detail": "the api is overloaded, try again shortly"}
+            assert (await client.get("/healthz")).status_code == 200  # probes are exempt
+            assert (await client.get("/readyz")).status_code in (200, 503)
+        finally:
+            os.kill(own_redis_server.pid, signal.SIGCONT)
+        assert [r.status_code for r in await asyncio.gather(*hanging)] == [200] * 3
+        assert (await client.get("/tickers")).status_code == 200
+    assert api.output().count("REST_MAX_CONCURRENT (3) reached") == 1

@@ -14,6 +14,7 @@ from starlette.types import Receive, Scope, Send
 
 from tickerhub_api.access import ApiKeyMiddleware, KeyCheck, cors_options
 from tickerhub_api.probes import READY_PING_TIMEOUT, ReadinessProbe, RedisFailures
+from tickerhub_api.rest_cap import RestConcurrencyCap
 from tickerhub_api.routes import rest, ws
 from tickerhub_api.settings import ApiSettings
 from tickerhub_api.stream.hub import Hub
@@ -134,6 +135,10 @@ def create_app(
     keys = KeyCheck(settings.api_key_list)
     if keys.enabled:
         app.add_middleware(ApiKeyMiddleware, keys=keys)
+    if settings.rest_max_concurrent > 0:
+        # Outside the key check (a keyless flood is capped too), inside CORS (its 503
+        # carries the CORS headers a browser needs to show it).
+        app.add_middleware(RestConcurrencyCap, limit=settings.rest_max_concurrent)
     # Added last, so outermost: preflights are answered without a key, and a 401
     # carries the CORS headers the browser needs to show it to the page.
     cors = cors_options(settings.cors_origin_list, keys.enabled)

@@ -104,6 +104,13 @@ class ApiSettings(CommonSettings):
     )
     news_max_limit: int = Field(default=200, ge=1, description="Largest accepted news limit.")
 
+    rest_max_concurrent: int = Field(
+        default=0,
+        ge=0,
+        description="Most REST requests served at once per api process (probes exempt); past "
+        "it 503 with Retry-After at once. 0: no cap.",
+    )
+
     # -- history (docs/operations.md: what keeps it from flooding Yahoo) --------
     history_symbols: Literal["held", "any"] = Field(
         default="held",
