@@ -22,6 +22,18 @@ class ApiSettings(CommonSettings):
     ws_max_symbols: int = Field(
         default=500, ge=1, description="Most symbols one WebSocket connection may watch."
     )
+    ws_max_unknown_symbols: int = Field(
+        default=50,
+        ge=0,
+        description="Most symbols one WebSocket may watch that no producer has published "
+        "yet; past it the change is refused with a too_many_unknown error.",
+    )
+    ws_max_pending_symbols: int = Field(
+        default=10_000,
+        ge=0,
+        description="Most distinct never-published symbols watched per stream in one api "
+        "process; past it new ones are refused with too_many_unknown.",
+    )
     ws_max_frame_bytes: int = Field(
         default=64 * 1024,
         ge=1024,

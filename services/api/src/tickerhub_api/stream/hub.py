@@ -44,8 +44,17 @@ class Hub:
         self.news_store = NewsStore(redis, keys)
         self.mirror = Mirror()
         self.flusher = Flusher()
-        self.prices = PriceStream(self.mirror, policy.max_symbols)
-        self.news = NewsStream(self.news_store, news_limit, policy.max_symbols, self.mirror)
+        self.prices = PriceStream(
+            self.mirror, policy.max_symbols, policy.max_unknown, policy.max_pending
+        )
+        self.news = NewsStream(
+            self.news_store,
+            news_limit,
+            policy.max_symbols,
+            self.mirror,
+            policy.max_unknown,
+            policy.max_pending,
+        )
         self.subscription = Subscription(
             redis, keys, self.snapshots, self.mirror, self.prices, self.news
         )

@@ -39,8 +39,10 @@ class NewsStream(Stream):
         limit: int,
         max_symbols: int,
         mirror: Mirror,
+        max_unknown: int = 50,
+        max_pending: int = 10_000,
     ) -> None:
-        super().__init__(max_symbols)
+        super().__init__(max_symbols, mirror, max_unknown, max_pending)
         self._store = store
         self._limit = limit
         self._mirror = mirror
@@ -83,8 +85,10 @@ class NewsStream(Stream):
             if conn.watch is not None:
                 added = [s for s in symbols if s not in conn.watch]
                 self._check_room(conn, len(added))
+                self._check_unknown(conn, [*conn.watch, *added])
                 self._set_watch(conn, conn.watch.union(added))
         else:
+            self._check_unknown(conn, symbols)
             self._set_watch(conn, None if symbols is None else set(symbols))
         reply = {
             "watchlist": listed(conn.watch),
