@@ -36,6 +36,18 @@ from tickerhub_core.symbols import InvalidSymbolError, normalize_symbol, parse_s
 router = APIRouter()
 
 SEQ_HEADER = "X-TickerHub-Seq"
+AGE_HEADER = "X-TickerHub-Age"
+
+
+def _quote_headers(reads: Reads, seq: int) -> dict[str, str]:
+    """The seq a quote response reflects, and (when known) how many seconds ago Redis was
+    last heard from: it grows while Redis hangs, so a client can tell frozen data."""
+    headers = {SEQ_HEADER: str(seq)}
+    age = reads.age()
+    if age is not None:
+        headers[AGE_HEADER] = f"{age:.1f}"
+    return headers
+
 
 _NOT_FOUND = {404: {"model": ErrorDetail, "description": "Unknown symbol."}}
 _BAD_SYMBOL = {422: {"model": ErrorDetail, "description": "Not a plausible ticker symbol."}}
@@ -126,7 +138,7 @@ async def tickers(reads: ReadsDep, failures: FailuresDep) -> Any:
         seq, body = await reads.snapshot_json()
     except RedisError as exc:
         raise _unavailable(failures, "quotes are", exc) from None
-    return Response(body, media_type="application/json", headers={SEQ_HEADER: str(seq)})
+    return Response(body, media_type="application/json", headers=_quote_headers(reads, seq))
 
 
 @router.get(
@@ -145,7 +157,7 @@ async def ticker(
         raise _unavailable(failures, "quotes are", exc) from None
     if quote is None:
         raise ApiError(404, f"unknown symbol: {canonical}")
-    response.headers[SEQ_HEADER] = str(seq)
+    response.headers.update(_quote_headers(reads, seq))
     return quote
 
 

@@ -65,6 +65,17 @@ class Hub:
         """Subscribed and holding a snapshot: what ``/readyz`` reports."""
         return self.subscription.subscribed and self.mirror.loaded
 
+    def age(self) -> float | None:
+        """Seconds since Redis was last heard from on the subscription (``None``: never).
+
+        With no diffs the subscription pings every 5 s, so this stays under ~5 s
+        while Redis is alive; it grows while Redis hangs (SIGSTOP, a frozen VM).
+        """
+        heard = self.subscription.last_heard
+        if heard is None:
+            return None
+        return max(0.0, asyncio.get_running_loop().time() - heard)
+
     @property
     def connections(self) -> int:
         return len(self.prices.connections) + len(self.news.connections)

@@ -71,6 +71,9 @@ class Subscription:
         self._retry_at: float | None = None
         self._backoff = Backoff(base=0.2, cap=10.0)
         self._outage = ConditionLog(log, "redis subscription")
+        # Loop time Redis was last heard from on the subscription (a message or the
+        # pong to the idle ping): how old the mirror may be (REST's X-TickerHub-Age).
+        self.last_heard: float | None = None
 
     async def run(self) -> None:
         while True:
@@ -94,6 +97,7 @@ class Subscription:
             await self._reload()
             await self.news.resync()
             self.subscribed = True
+            self.last_heard = _now()
             self._backoff.reset()
             self._outage.recovered()
             while True:
@@ -101,6 +105,8 @@ class Subscription:
                     ignore_subscribe_messages=True, timeout=self._wait_seconds()
                 )
                 honour_cancellation()  # redis-py may have swallowed a cancel (stop())
+                if message is not None:
+                    self.last_heard = _now()
                 if self._retry_at is not None and _now() >= self._retry_at:
                     await self._reload()
                 if message is None:
