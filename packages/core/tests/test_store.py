@@ -179,3 +179,22 @@ async def test_filtered_news_reads_at_most_limit_ids_per_symbol(redis) -> None:
     assert "cmdstat_zrevrange" in stats
     assert stats["cmdstat_zrevrange"]["calls"] == 1
     assert stats["cmdstat_hmget"]["calls"] == 1
+
+
+async def test_restore_writes_news_back_and_announces_a_reset_not_news(redis) -> None:
+    keys = RedisKeys()
+    store = NewsStore(redis, keys)
+    items = [_many(n, ["AAPL"]) for n in range(5)]
+    pubsub = redis.pubsub()
+    await pubsub.subscribe(keys.news_channel)
+    await pubsub.get_message(timeout=1)
+    assert await store.restore(items, max_items=50) == 5
+    assert [i["id"] for i in await store.recent(10, ["AAPL"])] == [
+        f"id{n}" for n in range(4, -1, -1)
+    ]
+    assert await store.restore(items, max_items=50) == 0  # all there: no second reset
+    messages = []
+    while (m := await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.5)) is not None:
+        messages.append(orjson.loads(m["data"]))
+    assert messages == [{"type": "reset"}]
+    await pubsub.aclose()

@@ -178,6 +178,20 @@ class NewsStore:
         new = await self._add(keys=[self._keys.news, self._keys.news_items], args=args)
         return [wire.loads(raw) for raw in new]
 
+    async def restore(self, items: Iterable[NewsItem], max_items: int) -> int:
+        """Write ``items`` back after Redis lost them, without announcing them as new: the
+        script publishes on a channel nobody reads, then one ``{"type": "reset"}`` on the
+        news channel tells readers to reload. Returns how many were stored again."""
+        args: list[str | bytes | int | float] = [f"{self._keys.news_channel}:restore", max_items]
+        for item in items:
+            args += (item["id"], _epoch(item["published_at"]), wire.dumps(item))
+        if len(args) == 2:
+            return 0
+        new = await self._add(keys=[self._keys.news, self._keys.news_items], args=args)
+        if new:
+            await self._redis.publish(self._keys.news_channel, b'{"type":"reset"}')
+        return len(new)
+
     async def recent(self, limit: int, symbols: Iterable[str] | None = None) -> list[NewsItem]:
         """Newest first; with ``symbols``, only items related to one of them.
 

@@ -29,7 +29,10 @@ class Poller:
         self.snapshot = Snapshot()
         heartbeat = Heartbeat(settings.heartbeat_file) if settings.heartbeat_file else None
         self.publisher = Publisher(
-            SnapshotStore(redis, settings.keys), self.snapshot, heartbeat=heartbeat
+            SnapshotStore(redis, settings.keys),
+            self.snapshot,
+            heartbeat=heartbeat,
+            on_write_back=self._write_news_back,
         )
         self._rate_limit = YahooRateLimit(redis, settings.keys)
         self._marking: set[asyncio.Task[None]] = set()
@@ -59,6 +62,9 @@ class Poller:
             settings.news_max_items,
         )
         self._source = source
+
+    async def _write_news_back(self) -> None:
+        await self.news.write_back()
 
     def _share_rate_limit(self, pause: float) -> None:
         """Tell the api (its history route asks Yahoo from the same address) to hold off

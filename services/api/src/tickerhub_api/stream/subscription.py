@@ -74,6 +74,7 @@ class Subscription:
         # Loop time Redis was last heard from on the subscription (a message or the
         # pong to the idle ping): how old the mirror may be (REST's X-TickerHub-Age).
         self.last_heard: float | None = None
+        self._resyncs: set[asyncio.Task[None]] = set()
 
     async def run(self) -> None:
         while True:
@@ -168,6 +169,10 @@ class Subscription:
             if channel == self._keys.news_channel:
                 if kind == "news":
                     self.news.publish(message["data"])
+                elif kind == "reset":  # a producer wrote the news back: fresh snapshots
+                    task = asyncio.create_task(self.news.resync())
+                    self._resyncs.add(task)
+                    task.add_done_callback(self._resyncs.discard)
                 return False
             if kind == "reset":
                 return True
