@@ -18,14 +18,16 @@ def parse(argv: list[str] | None = None) -> Options:
     p = argparse.ArgumentParser(
         prog="tickerhub-bench",
         description="WebSocket fan-out benchmark: our api against a naive baseline, "
-        "scenarios A-E (issue 4).",
+        "scenarios A-E (issue 4), F (REST flood beside the stream, issue 14).",
     )
     p.add_argument(
         "--full",
         action="store_true",
         help="the issue's sizes (1,000 / 10,000 clients); default is a quick run",
     )
-    p.add_argument("--scenarios", default="ABCDE", help="which scenarios, e.g. AB (default ABCDE)")
+    p.add_argument(
+        "--scenarios", default="ABCDEF", help="which scenarios, e.g. AB (default ABCDEF)"
+    )
     p.add_argument(
         "--targets", default="ours,baseline", help="comma list of ours,baseline (default both)"
     )

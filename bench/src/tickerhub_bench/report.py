@@ -62,6 +62,18 @@ def rows_for(name: str, entry: dict[str, Any]) -> list[Row]:
         add("api CPU % at max rate", ("best", "api_cpu_pct"), ".0f", None)
         add("loadgen CPU % at max rate", ("best", "loadgen_cpu_pct"), ".0f", None)
         return rows
+    if name == "F":
+        quiet = ours.get("without_flood") or {}
+        for q in ("p50_ms", "p99_ms", "max_ms"):
+            a, b = _get(quiet, "latency_normal", q), _get(ours, "latency_normal", q)
+            rows.append((f"stream {q[:-3]} ms (quiet | flood)", _fmt(a, ".1f"), _fmt(b, ".1f"), ""))
+        a, b = _get(quiet, "api_cpu_pct"), _get(ours, "api_cpu_pct")
+        rows.append(("api CPU % (quiet | flood)", _fmt(a, ".0f"), _fmt(b, ".0f"), ""))
+        rest = ours.get("rest") or {}
+        rows.append(("GET /tickers per s during the flood", _fmt(rest.get("per_s"), ".0f"), "", ""))
+        rows.append(("  statuses / errors", str(rest.get("statuses")), str(rest.get("errors")), ""))
+        add("final-state mismatches (clients)", ("check", "mismatched_clients"), "d", None)
+        return rows
     add("clients connected", ("connect", "connected"), "d", None)
     add("connect time s", ("connect", "seconds"), ".1f", True)
     add("updates published", ("published",), "d", None)
@@ -122,6 +134,11 @@ def verdicts(results: dict[str, Any]) -> list[str]:
         a, b = _get(sc, "D", "ours", "max_rate"), _get(sc, "D", "baseline", "max_rate")
         ok = None if not a or b is None else (a >= 10 * b if b else True)
         line("D: saturation >= 10x baseline", ok, f"{_fmt(a, '.0f')} vs {_fmt(b, '.0f')} upd/s")
+    if "F" in sc:
+        quiet = _get(sc, "F", "ours", "without_flood", "latency_normal", "p99_ms")
+        flood = _get(sc, "F", "ours", "latency_normal", "p99_ms")
+        line("F: stream p99 beside a REST flood (figure)", None,
+             f"{_fmt(quiet, '.1f')} ms quiet, {_fmt(flood, '.1f')} ms with the flood")  # fmt: skip
     if "E" in sc:
         a, b = _get(sc, "E", "ours", "max_rate"), _get(sc, "E", "single", "max_rate")
         ok = None if not a or not b else a >= 1.6 * b

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import sys
 import time
 from dataclasses import asdict
 from typing import Any
@@ -78,11 +79,13 @@ class Runner:
         for sc in scenarios(self.opts.full, self.opts.only):
             entry: dict[str, Any] = {"scenario": asdict(sc)}
             for target in self.opts.targets:
-                if sc.name == "E" and target == "baseline":
-                    continue  # scale-out compares our api with itself
+                if sc.name in ("E", "F") and target == "baseline":
+                    continue  # scale-out and the REST flood compare our api with itself
                 try:
                     if sc.saturation:
                         entry[target] = await self.saturation(sc, target)
+                    elif sc.rest_flood:
+                        entry[target] = await self.rest_flood(sc, target)
                     else:
                         entry[target] = await self.scenario(sc, target)
                 except Exception as exc:
@@ -325,6 +328,38 @@ class Runner:
                 f"delivered {result['delivered']}/{result['expected']} "
                 f"mismatches {result['check']['mismatched_clients']} "
                 f"api cpu {result['api_cpu_pct']:.0f}% loadgen cpu {result['loadgen_cpu_pct']:.0f}%"
+            )
+            return result
+        finally:
+            await self.teardown(redis, servers)
+
+    async def rest_flood(self, sc: Scenario, target: str) -> dict[str, Any]:
+        """Scenario F: the same load measured without, then with, a /tickers flood."""
+        redis, injector, servers, usage, conn = await self.setup(sc, target)
+        try:
+            quiet = await self.load(sc, target, injector, sc.rate, sc.duration, usage)
+            flood = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "tickerhub_bench.flood", f"{servers[0].url}/tickers",
+                str(sc.rest_flood), str(sc.duration + 3.0),
+                stdout=asyncio.subprocess.PIPE,
+            )  # fmt: skip
+            await asyncio.sleep(1.0)  # the flood is under way before measuring
+            result = await self.load(sc, target, injector, sc.rate, sc.duration, usage, warmup=0)
+            out, _ = await flood.communicate()
+            result["rest"] = orjson.loads(out)
+            result["rest"]["per_s"] = result["rest"]["requests"] / (sc.duration + 3.0)
+            result["without_flood"] = {
+                "latency_normal": quiet["latency_normal"],
+                "api_cpu_pct": quiet["api_cpu_pct"],
+            }
+            result["connect"] = conn
+            result["check"] = await self.check(servers, redis)
+            result["peak_rss_mib"] = usage.peak_rss / 2**20
+            q, f = quiet["latency_normal"], result["latency_normal"]
+            self.progress.done(
+                f"[{sc.name} {target}] stream p99 {q['p99_ms']:.1f} ms quiet, "
+                f"{f['p99_ms']:.1f} ms beside {result['rest']['per_s']:.0f} GET /tickers/s "
+                f"(p50 {q['p50_ms']:.1f} -> {f['p50_ms']:.1f} ms)"
             )
             return result
         finally:

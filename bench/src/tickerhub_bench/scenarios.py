@@ -1,4 +1,8 @@
-"""The scenario table: A-E, in quick and ``--full`` sizes."""
+"""The scenario table: A-F, in quick and ``--full`` sizes.
+
+F (issue 14): the stream's latency at A's load, measured twice in one run, without
+and with a flood of ``GET /tickers`` from another process.
+"""
 
 from __future__ import annotations
 
@@ -26,6 +30,7 @@ class Scenario:
     start_rate: float = 100.0
     max_rate: float = 20000.0
     bisect: int = 1
+    rest_flood: int = 0  # concurrent GET /tickers loops beside the stream (scenario F)
 
 
 def scenarios(full: bool, only: Sequence[str] | None = None) -> list[Scenario]:
@@ -41,6 +46,8 @@ def scenarios(full: bool, only: Sequence[str] | None = None) -> list[Scenario]:
         Scenario("D", "saturation", n_a, 50, 0, step, saturation=True, bisect=2 if full else 1),
         Scenario("E", "scale out (2 procs)", n_a, 50, 0, step, saturation=True, processes=2,
                  bisect=2 if full else 1),
+        Scenario("F", "REST flood beside the stream", n_a, 50, 100, dur,
+                 rest_flood=64 if full else 16),
     ]  # fmt: skip
     if only:
         found = [s for s in found if s.name in only]

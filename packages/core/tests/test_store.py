@@ -1,6 +1,7 @@
 """The Lua scripts against a real redis-server."""
 
 import asyncio
+from typing import Any
 
 import orjson
 import pytest
@@ -122,3 +123,80 @@ async def test_concurrent_producers_never_interleave_wrongly(redis) -> None:
     seq, quotes = await store.load()
     assert seq == 100
     assert {q["price"] for q in quotes.values()} == {49}
+
+
+def _many(n: int, tickers: list[str]) -> Any:
+    """Like ``_item``, for any n (a minute apart from 2026-11-25T00:00Z)."""
+    from datetime import UTC, datetime, timedelta
+
+    when = datetime(2026, 11, 25, tzinfo=UTC) + timedelta(minutes=n)
+    return {**_item(0, tickers), "id": f"id{n}", "published_at": when.isoformat()}
+
+
+async def test_news_by_symbol_matches_a_full_scan_and_reads_only_what_it_returns(redis) -> None:
+    keys = RedisKeys("hub1:")
+    store = NewsStore(redis, keys)
+    symbols = ["AAPL", "MSFT", "TSLA", "GOOG"]
+    items = [_many(n, [symbols[n % 4], symbols[(n * 7) % 4]]) for n in range(60)]
+    items += [_many(60, []), {**_many(61, ["AAPL"]), "tickers": None}]  # odd shapes are kept
+    await store.add(items, max_items=40)  # trims the 22 oldest
+
+    everything = await store.recent(1000)
+    assert len(everything) == 40
+    for wanted in (["AAPL"], ["MSFT", "TSLA"], ["GOOG", "NOPE"], symbols, ["NOPE"]):
+        for limit in (1, 5, 40):
+            expected = [i for i in everything if set(wanted) & set(i["tickers"] or ())][:limit]
+            assert await store.recent(limit, wanted) == expected, (wanted, limit)
+    # The index holds exactly the kept items: trimmed ids were removed from it too.
+    kept = {i["id"] for i in everything}
+    for symbol in symbols:
+        indexed = {m.decode() for m in await redis.zrange(keys.news_symbol(symbol), 0, -1)}
+        assert indexed == {i["id"] for i in everything if symbol in (i["tickers"] or ())}
+        assert indexed <= kept
+    assert await store.recent(5, []) == []
+
+
+async def test_a_store_written_before_the_index_is_indexed_on_the_next_add(redis) -> None:
+    keys = RedisKeys()
+    store = NewsStore(redis, keys)
+    await store.add([_many(n, ["AAPL"] if n % 2 else ["MSFT"]) for n in range(10)], max_items=50)
+    # As an older version left it: items, no index.
+    await redis.delete(keys.news_indexed, keys.news_symbol("AAPL"), keys.news_symbol("MSFT"))
+    before = [i["id"] for i in await store.recent(3, ["AAPL"])]
+    assert before == ["id9", "id7", "id5"]  # read by scanning meanwhile
+    await store.add([_many(10, ["TSLA"])], max_items=50)
+    assert await redis.exists(keys.news_indexed)
+    assert await redis.zcard(keys.news_symbol("AAPL")) == 5
+    assert [i["id"] for i in await store.recent(3, ["AAPL"])] == before
+
+
+async def test_filtered_news_reads_at_most_limit_ids_per_symbol(redis) -> None:
+    keys = RedisKeys()
+    store = NewsStore(redis, keys)
+    await store.add([_many(n, ["AAPL"]) for n in range(200)], max_items=500)
+    await redis.config_resetstat()
+    assert len(await store.recent(5, ["AAPL"])) == 5
+    stats = await redis.info("commandstats")
+    # One ZREVRANGE of 5 on the index and one HMGET of 5 items: no read of all 200.
+    assert "cmdstat_zrevrange" in stats
+    assert stats["cmdstat_zrevrange"]["calls"] == 1
+    assert stats["cmdstat_hmget"]["calls"] == 1
+
+
+async def test_restore_writes_news_back_and_announces_a_reset_not_news(redis) -> None:
+    keys = RedisKeys()
+    store = NewsStore(redis, keys)
+    items = [_many(n, ["AAPL"]) for n in range(5)]
+    pubsub = redis.pubsub()
+    await pubsub.subscribe(keys.news_channel)
+    await pubsub.get_message(timeout=1)
+    assert await store.restore(items, max_items=50) == 5
+    assert [i["id"] for i in await store.recent(10, ["AAPL"])] == [
+        f"id{n}" for n in range(4, -1, -1)
+    ]
+    assert await store.restore(items, max_items=50) == 0  # all there: no second reset
+    messages = []
+    while (m := await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.5)) is not None:
+        messages.append(orjson.loads(m["data"]))
+    assert messages == [{"type": "reset"}]
+    await pubsub.aclose()

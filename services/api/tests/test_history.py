@@ -10,9 +10,11 @@ import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
+from redis.asyncio import Redis
 
 from tickerhub_api.history import (
     MAX_SPAN,
@@ -24,6 +26,9 @@ from tickerhub_api.history import (
     HistoryUpstreamError,
     map_error,
 )
+from tickerhub_api.history_gate import OutboundGate
+from tickerhub_core.keys import RedisKeys
+from tickerhub_core.store import YahooRateLimit
 from tickerhub_testkit.yahoo import FakeYahoo, chart_body, fake_yahoo, will_be_right_back_html
 from tickerhub_yahoo import Kind, YahooError
 
@@ -303,8 +308,8 @@ async def test_entries_expire_after_the_ttl(yahoo: FakeYahoo) -> None:
     assert len(history_requests(yahoo)) == 2
 
 
-async def test_errors_are_not_cached(yahoo: FakeYahoo, service: HistoryService) -> None:
-    yahoo.set("chart", status=429, body="Too Many Requests", times=2)
+async def test_transient_errors_are_not_cached(yahoo: FakeYahoo, service: HistoryService) -> None:
+    yahoo.set("chart", status=503, body="Service Unavailable", times=2)
     with pytest.raises(HistoryUpstreamError):
         await service.get("AAPL", START, END, "1d")
     assert len(await service.get("AAPL", START, END, "1d")) == 10
@@ -355,3 +360,184 @@ def test_history_loads_yfinance_only_on_its_first_request() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
     )
     assert result.stdout.strip() == "[]", result.stdout + result.stderr
+
+
+# -- what keeps history from flooding Yahoo (issue 14 item 3) ------------------------
+
+
+class FrozenClock:
+    """Time that moves only when told: the per-second cap then allows exactly its burst."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def chart_requests(yahoo: FakeYahoo) -> int:
+    return yahoo.counts["chart"]
+
+
+def symbols_asked(yahoo: FakeYahoo) -> set[str]:
+    return {r.url.split("?")[0].rsplit("/", 1)[-1] for r in yahoo.requests if r.route == "chart"}
+
+
+async def test_not_found_answers_are_cached_too(yahoo: FakeYahoo, service: HistoryService) -> None:
+    with pytest.raises(HistoryNotFound):
+        await service.get("NOPE", START, END, "1d")
+    made = chart_requests(yahoo)
+    assert made > 0
+    for _ in range(19):
+        with pytest.raises(HistoryNotFound):
+            await service.get("NOPE", START, END, "1d")
+    assert chart_requests(yahoo) == made  # answered from the cache
+
+
+async def test_not_found_answers_expire(yahoo: FakeYahoo) -> None:
+    service = HistoryService(timeout=3.0, session=yahoo.session, negative_ttl=0.2)
+    with pytest.raises(HistoryNotFound):
+        await service.get("NOPE", START, END, "1d")
+    made = chart_requests(yahoo)
+    await asyncio.sleep(0.5)  # past the TTL (a lower bound on time only)
+    with pytest.raises(HistoryNotFound):
+        await service.get("NOPE", START, END, "1d")
+    assert chart_requests(yahoo) == 2 * made
+
+
+async def test_distinct_symbols_are_capped_per_second(yahoo: FakeYahoo) -> None:
+    clock = FrozenClock()
+    gate = OutboundGate(max_concurrent=4, per_second=2.0, clock=clock)
+    service = HistoryService(timeout=3.0, session=yahoo.session, gate=gate)
+    refused = []
+    for i in range(200):
+        try:
+            await service.get(f"NOPE{i}", START, END, "1d")
+        except HistoryNotFound:
+            pass
+        except HistoryUpstreamError as exc:
+            refused.append(exc)
+    assert symbols_asked(yahoo) == {f"NOPE{i}" for i in range(4)}  # the burst, then nothing
+    assert len(refused) == 196
+    assert {(e.status_code, e.retry_after) for e in refused} == {(503, 1)}
+    clock.now += 1.0  # two more tokens
+    for i in range(200, 210):
+        with contextlib.suppress(HistoryNotFound, HistoryUpstreamError):
+            await service.get(f"NOPE{i}", START, END, "1d")
+    assert len(symbols_asked(yahoo)) == 6
+
+
+async def test_concurrent_fetches_beyond_the_cap_fail_fast(yahoo: FakeYahoo) -> None:
+    yahoo.set("chart", delay=0.5)  # Yahoo slow: the first four hold their slots
+    gate = OutboundGate(max_concurrent=4, per_second=1000.0)
+    service = HistoryService(timeout=3.0, session=yahoo.session, gate=gate)
+    results = await asyncio.gather(
+        *(service.get("AAPL", START, END + timedelta(days=i), "1d") for i in range(10)),
+        return_exceptions=True,
+    )
+    refused = [r for r in results if isinstance(r, HistoryUpstreamError)]
+    assert len(refused) == 6
+    assert all(r.status_code == 503 and r.retry_after == 1 for r in refused)
+    assert sum(isinstance(r, list) for r in results) == 4
+    assert len(history_requests(yahoo)) == 4
+
+
+@pytest.mark.integration
+async def test_a_429_holds_every_fetch_and_tells_the_poller(
+    yahoo: FakeYahoo, redis_server: Any
+) -> None:
+    redis = Redis.from_url(redis_server.url)
+    shared = YahooRateLimit(redis, RedisKeys())
+    gate = OutboundGate(max_concurrent=4, per_second=1000.0, shared=shared)
+    service = HistoryService(timeout=3.0, session=yahoo.session, gate=gate)
+    try:
+        yahoo.set("chart", status=429, body="Too Many Requests")
+        with pytest.raises(HistoryUpstreamError) as first:
+            await service.get("AAPL", START, END, "1d")
+        assert (first.value.status_code, first.value.retry_after) == (503, 60)
+        made = chart_requests(yahoo)
+        yahoo.set("chart", status=200, body=None)  # Yahoo fine again: still held
+        for i in range(20):
+            with pytest.raises(HistoryUpstreamError, match="rate limiting") as held:
+                await service.get("MSFT", START, END + timedelta(days=i), "1d")
+            assert (held.value.retry_after or 0) >= 59
+        assert chart_requests(yahoo) == made
+        assert 59 < await shared.remaining() <= 60  # the poller sees the hold too
+    finally:
+        await redis.aclose()
+
+
+@pytest.mark.integration
+async def test_a_rate_limit_the_poller_saw_holds_history(
+    yahoo: FakeYahoo, redis_server: Any
+) -> None:
+    redis = Redis.from_url(redis_server.url)
+    shared = YahooRateLimit(redis, RedisKeys())
+    service = HistoryService(
+        timeout=3.0,
+        session=yahoo.session,
+        gate=OutboundGate(max_concurrent=4, per_second=1000.0, shared=shared),
+    )
+    try:
+        await shared.mark(30)  # what the poller does on a 429
+        with pytest.raises(HistoryUpstreamError) as held:
+            await service.get("AAPL", START, END, "1d")
+        assert (held.value.status_code, held.value.retry_after) in {(503, 30), (503, 29)}
+        assert chart_requests(yahoo) == 0
+        await redis.delete("yahoo:rate-limited")  # the hold is over
+        assert len(await service.get("AAPL", START, END, "1d")) == 10
+    finally:
+        await redis.aclose()
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("policy", ["held", "any"])
+def test_history_symbols_policy_over_rest(yahoo: FakeYahoo, redis_server: Any, policy: str) -> None:
+    from fastapi.testclient import TestClient
+
+    from tickerhub_api.app import create_app
+    from tickerhub_api.settings import ApiSettings
+    from tickerhub_testkit.producer import Producer
+    from tickerhub_testkit.wait import eventually_blocking
+
+    async def seed() -> None:
+        client = Redis.from_url(redis_server.url)
+        await Producer(client).publish({"AAPL": {"price": 1.0}})
+        await client.aclose()
+
+    asyncio.run(seed())
+    settings = ApiSettings(_env_file=None, redis_url=redis_server.url, history_symbols=policy)
+    history = HistoryService(timeout=3.0, session=yahoo.session)
+    with TestClient(create_app(settings, history=history)) as client:
+        eventually_blocking(lambda: client.get("/readyz").status_code == 200, "ready", limit=10)
+        params = {"start": "2025-08-12", "end": "2025-08-26"}
+        assert client.get("/tickers/AAPL/history", params=params).status_code == 200
+        made = chart_requests(yahoo)
+        answer = client.get("/tickers/MSFT/history", params=params)  # Yahoo knows it; we do not
+        if policy == "held":
+            assert answer.status_code == 404
+            assert "not tracked by this hub" in answer.json()["detail"]
+            assert chart_requests(yahoo) == made
+        else:
+            assert answer.status_code == 200
+            assert chart_requests(yahoo) > made
+
+
+@pytest.mark.integration
+def test_refusals_carry_retry_after_over_rest(yahoo: FakeYahoo, redis_server: Any) -> None:
+    from fastapi.testclient import TestClient
+
+    from tickerhub_api.app import create_app
+    from tickerhub_api.settings import ApiSettings
+    from tickerhub_testkit.wait import eventually_blocking
+
+    settings = ApiSettings(_env_file=None, redis_url=redis_server.url, history_symbols="any")
+    gate = OutboundGate(max_concurrent=1, per_second=1.0, clock=FrozenClock())
+    history = HistoryService(timeout=3.0, session=yahoo.session, gate=gate)
+    with TestClient(create_app(settings, history=history)) as client:
+        eventually_blocking(lambda: client.get("/readyz").status_code == 200, "ready", limit=10)
+        assert client.get("/tickers/NOPE1/history").status_code == 404
+        refused = client.get("/tickers/NOPE2/history")
+        assert refused.status_code == 503
+        assert refused.headers["Retry-After"] == "1"
+        assert "over their rate" in refused.json()["detail"]

@@ -63,3 +63,15 @@ def test_old_seq_after_applying_means_the_sequence_restarted() -> None:
     assert mirror.check(1) is Step.GAP  # Redis flushed, a producer began again: reload
     mirror.load(1, {})
     assert mirror.check(1) is Step.STALE
+
+
+def test_full_json_is_encoded_once_per_seq() -> None:
+    mirror = Mirror()
+    mirror.load(3, {"AAPL": {"symbol": "AAPL", "price": 1.0, "seq": 3}})
+    first = mirror.full_json()
+    assert mirror.full_json() is first  # the same bytes for every request at this seq
+    assert orjson.loads(first) == {"AAPL": {"symbol": "AAPL", "price": 1.0, "seq": 3}}
+    mirror.apply(4, {"AAPL": {"symbol": "AAPL", "price": 2.0, "seq": 4}})
+    assert orjson.loads(mirror.full_json())["AAPL"]["price"] == 2.0
+    mirror.load(4, {"MSFT": {"symbol": "MSFT", "price": 5.0, "seq": 4}})  # same seq, reloaded
+    assert set(orjson.loads(mirror.full_json())) == {"MSFT"}

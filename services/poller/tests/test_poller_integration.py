@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import cast
+from typing import Any, cast
 
 import orjson
 import pytest
@@ -135,3 +135,25 @@ def test_bad_settings_stop_the_service_with_a_clear_line(redis_server) -> None:
     assert proc.proc.wait(timeout=20) == 2
     assert "poller: invalid setting POLL_FREQ" in proc.output()
     assert "Traceback" not in proc.output()
+
+
+def test_news_is_written_back_when_redis_comes_back_empty(own_redis_server) -> None:
+    """Like the prices: the next news poll is minutes away, the poller holds the items."""
+    with poller(own_redis_server.url, NEWS_INTERVAL="300") as proc:
+        started(proc)
+        client: Any = redis.Redis.from_url(own_redis_server.url)
+        try:
+            eventually_blocking(lambda: client.zcard("news") > 0, "news stored", limit=30)
+            before = {m.decode() for m in client.zrange("news", 0, -1)}
+            own_redis_server.restart()  # empty: it persists nothing
+            client = redis.Redis.from_url(own_redis_server.url)
+            # Written back by the poller's check (every 5 s), long before the next poll.
+            eventually_blocking(
+                lambda: client.zcard("news") >= len(before), "news written back", limit=30,
+                detail=proc.output,
+            )  # fmt: skip
+            assert {m.decode() for m in client.zrange("news", 0, -1)} == before
+            assert client.exists("news:indexed")
+            assert "news items back to redis" in proc.output()
+        finally:
+            client.close()

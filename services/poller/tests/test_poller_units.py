@@ -273,3 +273,40 @@ def test_merge_news_unions_tickers_of_the_same_story() -> None:
     merged = merge_news([[{**item, "tickers": ["AAPL"]}], [{**item, "tickers": ["MSFT", "AAPL"]}]])
     assert len(merged) == 1
     assert merged[0]["tickers"] == ["AAPL", "MSFT"]
+
+
+async def test_batcher_reports_each_rate_limit_pause() -> None:
+    pauses: list[float] = []
+    source = RecordingSource([RateLimitedError("429"), SourceError("500")])
+    batcher = QuoteBatcher(source, window=0.0, on_rate_limited=pauses.append)
+    with pytest.raises(BatchFailedError) as first:
+        await batcher.get("A")
+    assert pauses == [first.value.retry_after]
+    with pytest.raises(BatchFailedError):
+        await batcher.get("A")  # not a rate limit: not reported
+    assert len(pauses) == 1
+
+
+@pytest.mark.integration
+async def test_a_rate_limit_is_shared_through_redis_for_the_api(redis_server) -> None:
+    from redis.asyncio import Redis
+
+    from tickerhub_core.store import YahooRateLimit
+    from tickerhub_poller.service import Poller
+
+    redis = Redis.from_url(redis_server.url)
+    settings = PollerSettings(_env_file=None, redis_url=redis_server.url, tickers="AAPL")
+    poller = Poller(settings, redis, RecordingSource([RateLimitedError("429")]))
+    task = asyncio.create_task(poller.run())
+    try:
+        shared = YahooRateLimit(redis, settings.keys)
+        for _ in range(500):
+            if await shared.remaining() > 0:
+                break
+            await asyncio.sleep(0.02)
+        assert 0 < await shared.remaining() <= 300  # the batcher's pause, at least 1 s
+        assert await redis.get("yahoo:rate-limited") is not None
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await redis.aclose()

@@ -44,7 +44,23 @@ class RedisKeys:
         """HASH: news id -> news item JSON."""
         return f"{self.prefix}news:items"
 
+    def news_symbol(self, symbol: str) -> str:
+        """ZSET: ids of the kept news items about ``symbol``, scored like :attr:`news`
+        (the per-symbol index ``ADD_NEWS_LUA`` maintains; names derived from :attr:`news`)."""
+        return f"{self.news}:sym:{symbol}"
+
+    @property
+    def news_indexed(self) -> str:
+        """STRING: present once ``ADD_NEWS_LUA`` has indexed every kept item per symbol."""
+        return f"{self.news}:indexed"
+
     @property
     def news_channel(self) -> str:
         """Pub/sub channel carrying ``news`` messages with new items only."""
         return f"{self.prefix}news-updates"
+
+    @property
+    def yahoo_rate_limited(self) -> str:
+        """STRING with a TTL: set while Yahoo rate-limits this host (by the poller or the
+        api, whichever got the 429); the TTL is how long to hold off."""
+        return f"{self.prefix}yahoo:rate-limited"

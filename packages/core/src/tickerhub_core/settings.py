@@ -50,6 +50,18 @@ class CommonSettings(BaseSettings):
         default="", description="Prefix for every Redis key and channel name (e.g. 'hub1:')."
     )
     log_level: str = Field(default="INFO", description="Python logging level.")
+    redis_max_connections: int = Field(
+        default=100,
+        ge=2,
+        description="Most Redis connections one process opens (its pool; the api's pub/sub "
+        "reader holds one of them).",
+    )
+    redis_pool_timeout: float = Field(
+        default=2.0,
+        gt=0,
+        description="Seconds a command waits for a free pooled connection when all are busy; "
+        "past it the api answers 503 with Retry-After (overload, not an outage).",
+    )
 
     @field_validator("redis_url")
     @classmethod

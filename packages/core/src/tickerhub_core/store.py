@@ -45,7 +45,30 @@ return tonumber(ARGV[2])
 # triples. Adds unseen ids only, trims to the newest ``max`` and publishes the
 # new items in one message. An item older than everything kept in a full list
 # is skipped, so a trimmed story that Yahoo still lists is not re-announced.
+# It also keeps a per-symbol index (KEYS[1]..':sym:'..SYMBOL, from each item's
+# "tickers") in step, so readers filtering by symbol read only what they return;
+# KEYS[1]..':indexed' says the index covers everything kept (a store written
+# before the index existed is indexed on the first call).
 ADD_NEWS_LUA = """
+local base = KEYS[1]
+local function each_ticker(item, fn)
+  local ok, decoded = pcall(cjson.decode, item)
+  if ok and type(decoded) == 'table' and type(decoded.tickers) == 'table' then
+    for _, t in ipairs(decoded.tickers) do
+      if type(t) == 'string' then fn(base .. ':sym:' .. t) end
+    end
+  end
+end
+if redis.call('EXISTS', base .. ':indexed') == 0 then
+  local all = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
+  for i = 1, #all, 2 do
+    local item = redis.call('HGET', KEYS[2], all[i])
+    if item then
+      each_ticker(item, function(key) redis.call('ZADD', key, all[i + 1], all[i]) end)
+    end
+  end
+  redis.call('SET', base .. ':indexed', '1')
+end
 local max = tonumber(ARGV[2])
 local new = {}
 for i = 3, #ARGV, 3 do
@@ -57,12 +80,17 @@ for i = 3, #ARGV, 3 do
   end
   if not skip and redis.call('HSETNX', KEYS[2], id, item) == 1 then
     redis.call('ZADD', KEYS[1], score, id)
+    each_ticker(item, function(key) redis.call('ZADD', key, score, id) end)
     new[#new + 1] = item
   end
 end
 local excess = redis.call('ZCARD', KEYS[1]) - max
 if excess > 0 then
   local old = redis.call('ZRANGE', KEYS[1], 0, excess - 1)
+  for _, id in ipairs(old) do
+    local item = redis.call('HGET', KEYS[2], id)
+    if item then each_ticker(item, function(key) redis.call('ZREM', key, id) end) end
+  end
   redis.call('ZREMRANGEBYRANK', KEYS[1], 0, excess - 1)
   redis.call('HDEL', KEYS[2], unpack(old))
 end
@@ -151,21 +179,93 @@ class NewsStore:
         new = await self._add(keys=[self._keys.news, self._keys.news_items], args=args)
         return [wire.loads(raw) for raw in new]
 
+    async def restore(self, items: Iterable[NewsItem], max_items: int) -> int:
+        """Write ``items`` back after Redis lost them, without announcing them as new: the
+        script publishes on a channel nobody reads, then one ``{"type": "reset"}`` on the
+        news channel tells readers to reload. Returns how many were stored again."""
+        args: list[str | bytes | int | float] = [f"{self._keys.news_channel}:restore", max_items]
+        for item in items:
+            args += (item["id"], _epoch(item["published_at"]), wire.dumps(item))
+        if len(args) == 2:
+            return 0
+        new = await self._add(keys=[self._keys.news, self._keys.news_items], args=args)
+        if new:
+            await self._redis.publish(self._keys.news_channel, b'{"type":"reset"}')
+        return len(new)
+
     async def recent(self, limit: int, symbols: Iterable[str] | None = None) -> list[NewsItem]:
-        """Newest first; with ``symbols``, only items related to one of them."""
-        # Without withscores, zrevrange returns members only (redis-py types every shape).
-        ids = cast(
-            "list[bytes | str]",
-            await self._redis.zrevrange(self._keys.news, 0, -1 if symbols else limit - 1),
-        )
+        """Newest first; with ``symbols``, only items related to one of them.
+
+        Filtered reads cost what they return: at most ``limit`` ids per symbol from
+        the per-symbol index, merged; never every stored item (issue 14).
+        """
+        ids: list[bytes] | None
+        if symbols is None:
+            # Without withscores, zrevrange returns members only (redis-py types every shape).
+            ids = cast("list[bytes]", await self._redis.zrevrange(self._keys.news, 0, limit - 1))
+        else:
+            wanted = list(symbols)
+            if not wanted:
+                return []
+            ids = await self._indexed_ids(limit, wanted)
+            if ids is None:  # nothing was added since the index was introduced
+                return await self._scan(limit, wanted)
         if not ids:
             return []
         raw = await self._redis.hmget(self._keys.news_items, ids)
-        items: list[NewsItem] = [wire.loads(r) for r in raw if r is not None]
-        if symbols is not None:
-            wanted = set(symbols)
-            items = [i for i in items if wanted.intersection(i["tickers"])]
-        return items[:limit]
+        return [wire.loads(r) for r in raw if r is not None]
+
+    async def _indexed_ids(self, limit: int, symbols: list[str]) -> list[bytes] | None:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.exists(self._keys.news_indexed)
+            for symbol in symbols:
+                pipe.zrevrange(self._keys.news_symbol(symbol), 0, limit - 1, withscores=True)
+            indexed, *per_symbol = await pipe.execute()
+        if not indexed:
+            return None
+        scores: dict[bytes, float] = {}
+        for rows in per_symbol:
+            for member, score in rows:
+                scores[member] = score
+        # The order ZREVRANGE on the whole list gives: score, then id, descending.
+        newest = sorted(scores.items(), key=lambda row: (row[1], row[0]), reverse=True)
+        return [member for member, _ in newest[:limit]]
+
+    async def _scan(self, limit: int, symbols: list[str]) -> list[NewsItem]:
+        ids = cast("list[bytes]", await self._redis.zrevrange(self._keys.news, 0, -1))
+        if not ids:
+            return []
+        raw = await self._redis.hmget(self._keys.news_items, ids)
+        wanted = set(symbols)
+        items = [wire.loads(r) for r in raw if r is not None]
+        return [i for i in items if wanted.intersection(i["tickers"])][:limit]
+
+
+class YahooRateLimit:
+    """The shared "Yahoo is rate-limiting this host" flag: a key that expires.
+
+    The poller and the api's history route ask Yahoo from the same address, so
+    a 429 seen by one means the other must hold off too. Whoever sees it
+    :meth:`mark`s it for its backoff; both check :meth:`remaining` before asking.
+    """
+
+    def __init__(self, redis: Redis, keys: RedisKeys) -> None:
+        self._redis = redis
+        self._key = keys.yahoo_rate_limited
+
+    async def mark(self, seconds: float) -> None:
+        """Yahoo answered 429: hold off for ``seconds`` (never shortens a longer hold)."""
+        ms = max(1, int(seconds * 1000))
+        # SET ... GT needs Redis 7.0; this keeps the longer of two holds on any version.
+        if await self._redis.set(self._key, wire.now_ms() + ms, px=ms, nx=True):
+            return
+        if (await self._redis.pttl(self._key)) < ms:
+            await self._redis.set(self._key, wire.now_ms() + ms, px=ms)
+
+    async def remaining(self) -> float:
+        """Seconds until Yahoo may be asked again; 0 if nobody saw a 429 lately."""
+        ttl = await self._redis.pttl(self._key)
+        return ttl / 1000 if ttl > 0 else 0.0
 
 
 def _text(value: bytes | str) -> str:

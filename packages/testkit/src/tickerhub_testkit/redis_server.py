@@ -34,6 +34,12 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     @property
+    def pid(self) -> int:
+        """The server's process id (to SIGSTOP it: a hung Redis)."""
+        assert self._proc is not None, "not running"
+        return self._proc.pid
+
+    @property
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 

@@ -13,6 +13,8 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.types import Receive, Scope, Send
 
 from tickerhub_api.access import ApiKeyMiddleware, KeyCheck, cors_options
+from tickerhub_api.probes import READY_PING_TIMEOUT, ReadinessProbe, RedisFailures
+from tickerhub_api.rest_cap import RestConcurrencyCap
 from tickerhub_api.routes import rest, ws
 from tickerhub_api.settings import ApiSettings
 from tickerhub_api.stream.hub import Hub
@@ -80,18 +82,33 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # No read timeout: the hub's pub/sub reader waits with its own timeouts.
         client = redis or redis_client(settings, socket_timeout=None)
+        # /readyz's own pool, so a flood on the shared one cannot make it say "Redis down".
+        probe_client = redis or redis_client(
+            settings, socket_timeout=READY_PING_TIMEOUT, max_connections=2
+        )
         if history is None:
             # The module is light; HistoryService imports yfinance and pandas (tens
             # of MiB) only on its first fetch, so a process that never serves
             # history never loads them.
             from tickerhub_api.history import HistoryService
+            from tickerhub_api.history_gate import OutboundGate
+            from tickerhub_core.store import YahooRateLimit
 
-            history_service: Any = HistoryService()
+            gate = OutboundGate(
+                settings.history_max_concurrent,
+                settings.history_max_per_second,
+                shared=YahooRateLimit(client, settings.keys),
+            )
+            history_service: Any = HistoryService(
+                negative_ttl=settings.history_negative_ttl, gate=gate
+            )
         else:
             history_service = history
         hub = Hub(client, settings.keys, policy, settings.news_default_limit)
         app.state.settings = settings
         app.state.redis = client
+        app.state.probe = ReadinessProbe(probe_client, settings.keys.producer_heartbeat)
+        app.state.redis_failures = RedisFailures()
         app.state.history = history_service
         app.state.hub = hub
         app.state.reads = Reads(hub)
@@ -102,6 +119,7 @@ def create_app(
             await hub.stop()
             if redis is None:
                 await client.aclose()
+                await probe_client.aclose()
 
     app = TickerHubApp(
         title="TickerHub api",
@@ -118,6 +136,10 @@ def create_app(
     keys = KeyCheck(settings.api_key_list)
     if keys.enabled:
         app.add_middleware(ApiKeyMiddleware, keys=keys)
+    if settings.rest_max_concurrent > 0:
+        # Outside the key check (a keyless flood is capped too), inside CORS (its 503
+        # carries the CORS headers a browser needs to show it).
+        app.add_middleware(RestConcurrencyCap, limit=settings.rest_max_concurrent)
     # Added last, so outermost: preflights are answered without a key, and a 401
     # carries the CORS headers the browser needs to show it to the page.
     cors = cors_options(settings.cors_origin_list, keys.enabled)
@@ -127,4 +149,4 @@ def create_app(
 
 
 async def _api_error(request: Request, exc: rest.ApiError) -> JSONResponse:
-    return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
+    return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BeforeValidator, Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import NoDecode
@@ -25,6 +25,18 @@ class ApiSettings(CommonSettings):
     )
     ws_max_symbols: int = Field(
         default=500, ge=1, description="Most symbols one WebSocket connection may watch."
+    )
+    ws_max_unknown_symbols: int = Field(
+        default=50,
+        ge=0,
+        description="Most symbols one WebSocket may watch that no producer has published "
+        "yet; past it the change is refused with a too_many_unknown error.",
+    )
+    ws_max_pending_symbols: int = Field(
+        default=10_000,
+        ge=0,
+        description="Most distinct never-published symbols watched per stream in one api "
+        "process; past it new ones are refused with too_many_unknown.",
     )
     ws_max_frame_bytes: int = Field(
         default=64 * 1024,
@@ -107,6 +119,34 @@ class ApiSettings(CommonSettings):
         default=20, ge=1, description="News items returned when no limit is given."
     )
     news_max_limit: int = Field(default=200, ge=1, description="Largest accepted news limit.")
+
+    rest_max_concurrent: int = Field(
+        default=0,
+        ge=0,
+        description="Most REST requests served at once per api process (probes exempt); past "
+        "it 503 with Retry-After at once. 0: no cap.",
+    )
+
+    # -- history (docs/operations.md: what keeps it from flooding Yahoo) --------
+    history_symbols: Literal["held", "any"] = Field(
+        default="held",
+        description="Symbols /tickers/{symbol}/history asks Yahoo about: held (only those "
+        "the hub holds a quote for; others get 404 without asking Yahoo) or any.",
+    )
+    history_max_concurrent: int = Field(
+        default=4, ge=1, description="Most history fetches to Yahoo at once, per api process."
+    )
+    history_max_per_second: float = Field(
+        default=2.0,
+        gt=0,
+        description="History fetches to Yahoo per second on average, per api process; past "
+        "this or HISTORY_MAX_CONCURRENT: 503 with Retry-After at once.",
+    )
+    history_negative_ttl: float = Field(
+        default=300.0,
+        ge=0,
+        description="Seconds a 404 (unknown symbol, no data) or 422 from Yahoo is cached.",
+    )
 
     @field_validator("api_keys")
     @classmethod

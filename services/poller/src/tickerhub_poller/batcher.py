@@ -55,8 +55,11 @@ class QuoteBatcher:
         window: float = 0.05,
         backoff: Backoff | None = None,
         clock: Callable[[], float] = time.monotonic,
+        on_rate_limited: Callable[[float], None] | None = None,
     ) -> None:
         self._source = source
+        # Told the pause (seconds) after each rate limit: the poller shares it through Redis.
+        self._on_rate_limited = on_rate_limited
         self._batch_size = max(1, min(batch_size, source.max_batch))
         self._window = window
         self._backoff = backoff or Backoff(base=1.0, cap=300.0)
@@ -130,6 +133,8 @@ class QuoteBatcher:
             self._streaks[symbol] = streak + 1
         if isinstance(exc, RateLimitedError):
             self._paused_until = max(self._paused_until, self._clock() + retry_after)
+            if self._on_rate_limited is not None:
+                self._on_rate_limited(retry_after)
         self._condition.failed(
             f"{type(exc).__name__} for a batch of {len(batch)} ({exc}); "
             f"retrying in {retry_after:.1f}s"

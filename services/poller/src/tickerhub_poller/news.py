@@ -50,6 +50,8 @@ class NewsPoller:
         self._limit = asyncio.Semaphore(concurrency)
         self._source_failing = ConditionLog(log, f"{source.name} news")
         self._redis_failing = ConditionLog(log, "redis (news)")
+        # The newest items stored (at most max_items): written back if Redis loses them.
+        self._kept: list[NewsItem] = []
 
     async def run(self) -> None:
         while True:
@@ -67,9 +69,21 @@ class NewsPoller:
             self._redis_failing.failed(f"cannot store news ({exc}); next round retries")
             return []
         self._redis_failing.recovered()
+        self._keep(items)
         if new:
             log.info("published %d new news items", len(new))
         return new
+
+    def _keep(self, items: Sequence[NewsItem]) -> None:
+        merged = merge_news([self._kept, items])
+        self._kept = merged[-self._max_items :] if self._max_items > 0 else []
+
+    async def write_back(self) -> None:
+        """Redis came back empty: store the news we hold again (readers are told to reload,
+        not sent the items as new). Errors propagate: the caller's retry covers them."""
+        if self._kept:
+            restored = await self._store.restore(self._kept, self._max_items)
+            log.info("wrote %d news items back to redis", restored)
 
     async def _fetch(self, symbol: str) -> list[NewsItem]:
         async with self._limit:

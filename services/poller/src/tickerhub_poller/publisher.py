@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from redis.exceptions import RedisError
 
@@ -39,8 +39,12 @@ class Publisher:
         check_interval: float = 5.0,
         backoff: Backoff | None = None,
         heartbeat: Callable[[], None] | None = None,
+        on_write_back: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self._store = store
+        # Called after the snapshot was written back to a Redis that lost it: the news
+        # poller writes its news back too.
+        self._on_write_back = on_write_back
         self._snapshot = snapshot
         self._check_interval = check_interval
         self._backoff = backoff or Backoff(base=0.2, cap=10.0)
@@ -145,6 +149,8 @@ class Publisher:
             )
             await self._store.reset(new_seq, snapshot.encoded_all())
             snapshot.seq = new_seq
+            if self._on_write_back is not None:
+                await self._on_write_back()
         else:
             log.info("redis is at seq %d, ahead of our %d: reloading", redis_seq, snapshot.seq)
             seq, quotes = await self._store.load()

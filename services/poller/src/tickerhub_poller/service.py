@@ -6,8 +6,9 @@ import asyncio
 import logging
 
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
-from tickerhub_core.store import NewsStore, SnapshotStore
+from tickerhub_core.store import NewsStore, SnapshotStore, YahooRateLimit
 from tickerhub_poller.batcher import QuoteBatcher
 from tickerhub_poller.healthcheck import Heartbeat
 from tickerhub_poller.news import NewsPoller
@@ -19,6 +20,8 @@ from tickerhub_poller.tickers import TickerTask
 
 log = logging.getLogger(__name__)
 
+MIN_SHARED_HOLD = 1.0
+
 
 class Poller:
     def __init__(self, settings: PollerSettings, redis: Redis, source: QuoteSource) -> None:
@@ -26,9 +29,19 @@ class Poller:
         self.snapshot = Snapshot()
         heartbeat = Heartbeat(settings.heartbeat_file) if settings.heartbeat_file else None
         self.publisher = Publisher(
-            SnapshotStore(redis, settings.keys), self.snapshot, heartbeat=heartbeat
+            SnapshotStore(redis, settings.keys),
+            self.snapshot,
+            heartbeat=heartbeat,
+            on_write_back=self._write_news_back,
         )
-        self.batcher = QuoteBatcher(source, settings.batch_size, settings.batch_window)
+        self._rate_limit = YahooRateLimit(redis, settings.keys)
+        self._marking: set[asyncio.Task[None]] = set()
+        self.batcher = QuoteBatcher(
+            source,
+            settings.batch_size,
+            settings.batch_window,
+            on_rate_limited=self._share_rate_limit,
+        )
         self.tickers = [
             TickerTask(
                 s,
@@ -49,6 +62,22 @@ class Poller:
             settings.news_max_items,
         )
         self._source = source
+
+    async def _write_news_back(self) -> None:
+        await self.news.write_back()
+
+    def _share_rate_limit(self, pause: float) -> None:
+        """Tell the api (its history route asks Yahoo from the same address) to hold off
+        too: the Redis key ``yahoo:rate-limited`` for the pause, at least a second."""
+        task = asyncio.create_task(self._mark_rate_limited(max(pause, MIN_SHARED_HOLD)))
+        self._marking.add(task)
+        task.add_done_callback(self._marking.discard)
+
+    async def _mark_rate_limited(self, seconds: float) -> None:
+        try:
+            await self._rate_limit.mark(seconds)
+        except (RedisError, OSError) as exc:  # Redis down: the publisher reports that
+            log.debug("could not share the rate limit through Redis: %s", exc)
 
     async def run(self) -> None:
         """Run until cancelled. Loads Redis's snapshot first so a restart diffs against it."""

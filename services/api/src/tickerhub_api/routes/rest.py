@@ -4,21 +4,22 @@ The routes get what they read through FastAPI dependencies (below): the
 stream machinery's narrow read view (:class:`~tickerhub_api.stream.reads.Reads`:
 quotes from the process's mirror while it is ready, else from Redis), the
 history service and the settings, all created with the app (``app.py``). They
-answer 503 only if Redis itself fails. Every quote response carries the seq it
-reflects in ``X-TickerHub-Seq``.
+answer 503 only if Redis fails: with ``Retry-After`` when the api is overloaded
+(every pooled Redis connection busy), "Redis is unreachable" for an outage
+(``probes.RedisFailures``). Every quote response carries the seq it reflects in
+``X-TickerHub-Seq``.
 """
 
 from __future__ import annotations
 
-import asyncio
 from datetime import datetime
 from typing import Annotated, Any, Protocol
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from tickerhub_api.probes import ReadinessProbe, RedisFailures
 from tickerhub_api.schemas import (
     ErrorDetail,
     Health,
@@ -35,7 +36,18 @@ from tickerhub_core.symbols import InvalidSymbolError, normalize_symbol, parse_s
 router = APIRouter()
 
 SEQ_HEADER = "X-TickerHub-Seq"
-READY_PING_TIMEOUT = 2.0
+AGE_HEADER = "X-TickerHub-Age"
+
+
+def _quote_headers(reads: Reads, seq: int) -> dict[str, str]:
+    """The seq a quote response reflects, and (when known) how many seconds ago Redis was
+    last heard from: it grows while Redis hangs, so a client can tell frozen data."""
+    headers = {SEQ_HEADER: str(seq)}
+    age = reads.age()
+    if age is not None:
+        headers[AGE_HEADER] = f"{age:.1f}"
+    return headers
+
 
 # FastAPI's ``responses=`` type: keys may be status codes or "default".
 _Responses = dict[int | str, dict[str, Any]]
@@ -43,7 +55,12 @@ _NOT_FOUND: _Responses = {404: {"model": ErrorDetail, "description": "Unknown sy
 _BAD_SYMBOL: _Responses = {
     422: {"model": ErrorDetail, "description": "Not a plausible ticker symbol."}
 }
-_UNAVAILABLE: _Responses = {503: {"model": ErrorDetail, "description": "Redis is unreachable."}}
+_UNAVAILABLE: _Responses = {
+    503: {
+        "model": ErrorDetail,
+        "description": "Redis is unreachable, or the api is overloaded (with Retry-After).",
+    }
+}
 
 SymbolPath = Annotated[str, Path(description="Ticker symbol, case-insensitive.", max_length=64)]
 
@@ -51,10 +68,13 @@ SymbolPath = Annotated[str, Path(description="Ticker symbol, case-insensitive.",
 class ApiError(Exception):
     """Rendered as ``{"detail": message}`` with ``status_code`` by the app's handler."""
 
-    def __init__(self, status_code: int, detail: str) -> None:
+    def __init__(
+        self, status_code: int, detail: str, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(detail)
         self.status_code = status_code
         self.detail = detail
+        self.headers = headers or {}
 
 
 class HistoryReader(Protocol):
@@ -81,18 +101,24 @@ def _history(request: Request) -> HistoryReader:
     return request.app.state.history
 
 
-def _redis(request: Request) -> Redis:
-    return request.app.state.redis
+def _probe(request: Request) -> ReadinessProbe:
+    return request.app.state.probe
+
+
+def _failures(request: Request) -> RedisFailures:
+    return request.app.state.redis_failures
 
 
 ReadsDep = Annotated[Reads, Depends(_reads)]
 SettingsDep = Annotated[ApiSettings, Depends(_settings)]
 HistoryDep = Annotated[HistoryReader, Depends(_history)]
-RedisDep = Annotated[Redis, Depends(_redis)]
+ProbeDep = Annotated[ReadinessProbe, Depends(_probe)]
+FailuresDep = Annotated[RedisFailures, Depends(_failures)]
 
 
-def _unavailable(what: str, exc: RedisError) -> ApiError:
-    return ApiError(503, f"{what} unavailable: Redis is unreachable ({exc})")
+def _unavailable(failures: RedisFailures, what: str, exc: RedisError) -> ApiError:
+    failure = failures.answer(what, exc)
+    return ApiError(failure.status_code, failure.detail, failure.headers)
 
 
 def _symbol(raw: str) -> str:
@@ -108,13 +134,15 @@ def _symbol(raw: str) -> str:
     responses=_UNAVAILABLE,
     summary="Every symbol's latest quote",
 )
-async def tickers(reads: ReadsDep, response: Response) -> Any:
+async def tickers(reads: ReadsDep, failures: FailuresDep) -> Any:
+    # Pre-encoded once per seq and returned as is: no per-request validation or encoding
+    # (a /tickers flood used to stall the streams: issue 14). The mirror holds quotes as
+    # producers wrote them, checked against the Quote model by the stream tests.
     try:
-        seq, quotes = await reads.snapshot()
+        seq, body = await reads.snapshot_json()
     except RedisError as exc:
-        raise _unavailable("quotes are", exc) from None
-    response.headers[SEQ_HEADER] = str(seq)
-    return quotes
+        raise _unavailable(failures, "quotes are", exc) from None
+    return Response(body, media_type="application/json", headers=_quote_headers(reads, seq))
 
 
 @router.get(
@@ -123,15 +151,17 @@ async def tickers(reads: ReadsDep, response: Response) -> Any:
     responses={**_NOT_FOUND, **_BAD_SYMBOL, **_UNAVAILABLE},
     summary="One symbol's latest quote",
 )
-async def ticker(symbol: SymbolPath, reads: ReadsDep, response: Response) -> Any:
+async def ticker(
+    symbol: SymbolPath, reads: ReadsDep, failures: FailuresDep, response: Response
+) -> Any:
     canonical = _symbol(symbol)
     try:
         seq, quote = await reads.quote(canonical)
     except RedisError as exc:
-        raise _unavailable("quotes are", exc) from None
+        raise _unavailable(failures, "quotes are", exc) from None
     if quote is None:
         raise ApiError(404, f"unknown symbol: {canonical}")
-    response.headers[SEQ_HEADER] = str(seq)
+    response.headers.update(_quote_headers(reads, seq))
     return quote
 
 
@@ -149,6 +179,9 @@ async def ticker(symbol: SymbolPath, reads: ReadsDep, response: Response) -> Any
 async def history(
     symbol: SymbolPath,
     service: HistoryDep,
+    reads: ReadsDep,
+    settings: SettingsDep,
+    failures: FailuresDep,
     start: Annotated[datetime | None, Query(description="ISO-8601 date or time.")] = None,
     end: Annotated[datetime | None, Query(description="ISO-8601 date or time.")] = None,
     interval: Annotated[str, Query(max_length=8, description="e.g. 1d, 1h, 5m.")] = "1d",
@@ -157,10 +190,19 @@ async def history(
     from tickerhub_api.history import HistoryError
 
     canonical = _symbol(symbol)
+    if settings.history_symbols == "held":
+        # Yahoo is asked only about symbols this hub polls (HISTORY_SYMBOLS).
+        try:
+            _, quote = await reads.quote(canonical)
+        except RedisError as exc:
+            raise _unavailable(failures, "history is", exc) from None
+        if quote is None:
+            raise ApiError(404, f"unknown symbol: {canonical} is not tracked by this hub")
     try:
         return await service.get(canonical, start, end, interval)
     except HistoryError as exc:
-        raise ApiError(exc.status_code, str(exc)) from None
+        headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else None
+        raise ApiError(exc.status_code, str(exc), headers) from None
 
 
 @router.get(
@@ -172,6 +214,7 @@ async def history(
 async def news(
     reads: ReadsDep,
     settings: SettingsDep,
+    failures: FailuresDep,
     symbols: Annotated[
         str | None, Query(max_length=4096, description="Comma-separated symbols, e.g. AAPL,MSFT.")
     ] = None,
@@ -185,23 +228,16 @@ async def news(
             raise ApiError(422, str(exc)) from None
     count = min(limit or settings.news_default_limit, settings.news_max_limit)
     try:
-        return await reads.news(count, wanted)
+        items = await reads.news(count, wanted)
     except RedisError as exc:
-        raise _unavailable("news is", exc) from None
+        raise _unavailable(failures, "news is", exc) from None
+    failures.succeeded()
+    return items
 
 
 @router.get("/healthz", response_model=Health, summary="The process is alive")
 async def healthz() -> Any:
     return {"status": "ok"}
-
-
-async def _producer_beat(reads: Reads) -> int | None:
-    """Epoch ms of the producer's last heartbeat; None if expired, absent or unreadable."""
-    try:
-        async with asyncio.timeout(READY_PING_TIMEOUT):
-            return await reads.producer_beat()
-    except (RedisError, OSError, TimeoutError, ValueError):
-        return None
 
 
 @router.get(
@@ -210,13 +246,10 @@ async def _producer_beat(reads: Reads) -> int | None:
     responses={503: {"model": Readiness, "description": "Not ready."}},
     summary="Redis reachable and snapshot loaded",
 )
-async def readyz(reads: ReadsDep, redis: RedisDep) -> Any:
-    try:
-        async with asyncio.timeout(READY_PING_TIMEOUT):
-            redis_ok = bool(await redis.ping())
-    except (RedisError, OSError, TimeoutError):
-        redis_ok = False
-    beat = await _producer_beat(reads) if redis_ok else None
+async def readyz(reads: ReadsDep, probe: ProbeDep) -> Any:
+    # Through the probe's own connection, cached ~1 s: a flood cannot starve it.
+    check = await probe.check()
+    redis_ok, beat = check.ok, check.producer_beat
     status = reads.status()
     ready = redis_ok and status.ready
     body = {

@@ -44,8 +44,17 @@ class Hub:
         self.news_store = NewsStore(redis, keys)
         self.mirror = Mirror()
         self.flusher = Flusher()
-        self.prices = PriceStream(self.mirror, policy.max_symbols)
-        self.news = NewsStream(self.news_store, news_limit, policy.max_symbols, self.mirror)
+        self.prices = PriceStream(
+            self.mirror, policy.max_symbols, policy.max_unknown, policy.max_pending
+        )
+        self.news = NewsStream(
+            self.news_store,
+            news_limit,
+            policy.max_symbols,
+            self.mirror,
+            policy.max_unknown,
+            policy.max_pending,
+        )
         self.subscription = Subscription(
             redis, keys, self.snapshots, self.mirror, self.prices, self.news
         )
@@ -55,6 +64,17 @@ class Hub:
     def ready(self) -> bool:
         """Subscribed and holding a snapshot: what ``/readyz`` reports."""
         return self.subscription.subscribed and self.mirror.loaded
+
+    def age(self) -> float | None:
+        """Seconds since Redis was last heard from on the subscription (``None``: never).
+
+        With no diffs the subscription pings every 5 s, so this stays under ~5 s
+        while Redis is alive; it grows while Redis hangs (SIGSTOP, a frozen VM).
+        """
+        heard = self.subscription.last_heard
+        if heard is None:
+            return None
+        return max(0.0, asyncio.get_running_loop().time() - heard)
 
     @property
     def connections(self) -> int:

@@ -27,6 +27,7 @@ class Mirror:
         self.loaded = False
         self._quotes: dict[str, dict[str, Any]] = {}
         self._full_frame: tuple[int, str] | None = None
+        self._full_json: tuple[int, bytes] | None = None
         # Old seqs are expected only for messages queued before the load finished;
         # once a newer diff was applied, an old seq means the sequence restarted
         # (Redis flushed and a producer began again from 1): reload.
@@ -41,6 +42,7 @@ class Mirror:
         self.seq = seq
         self.loaded = True
         self._full_frame = None
+        self._full_json = None
         self._applied_since_load = False
         return changed
 
@@ -89,3 +91,10 @@ class Mirror:
             frame = wire.snapshot_message(self.seq, self._quotes).decode()  # type: ignore[arg-type]
             self._full_frame = (self.seq, frame)
         return self._full_frame[1]
+
+    def full_json(self) -> bytes:
+        """Every quote as one JSON object (REST ``/tickers``), encoded once per seq: a
+        ``/tickers`` flood costs a copy of bytes per request, not an encode."""
+        if self._full_json is None or self._full_json[0] != self.seq:
+            self._full_json = (self.seq, wire.dumps(self._quotes))
+        return self._full_json[1]

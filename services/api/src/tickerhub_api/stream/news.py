@@ -4,6 +4,12 @@ News has no sequence numbers and arrives a few items a minute, so unlike
 prices there is no in-process copy: snapshots are read from Redis
 (``NewsStore.recent``). Items published while a connection's snapshot is being
 read are held and sent after it, minus the ones the snapshot already has.
+
+A snapshot that cannot be read (Redis down, or every pooled connection busy
+under a connect burst) is answered with one ``error`` ``unavailable`` and
+retried with jittered backoff (``RETRY_BASE`` doubling to ``RETRY_CAP``) until
+it is sent or the connection goes: the client gets its snapshot once the load
+succeeds, without asking again. The jitter spreads a burst's retries apart.
 """
 
 from __future__ import annotations
@@ -18,8 +24,12 @@ from tickerhub_api.stream.mirror import Mirror
 from tickerhub_api.stream.protocol import UNAVAILABLE, Command, encode, error_frame
 from tickerhub_api.stream.streams import Stream, listed
 from tickerhub_core import wire
+from tickerhub_core.backoff import Backoff
 from tickerhub_core.models import NewsItem
 from tickerhub_core.store import NewsStore
+
+RETRY_BASE = 0.2
+RETRY_CAP = 5.0
 
 
 class NewsStream(Stream):
@@ -29,13 +39,16 @@ class NewsStream(Stream):
         limit: int,
         max_symbols: int,
         mirror: Mirror,
+        max_unknown: int = 50,
+        max_pending: int = 10_000,
     ) -> None:
-        super().__init__(max_symbols)
+        super().__init__(max_symbols, mirror, max_unknown, max_pending)
         self._store = store
         self._limit = limit
         self._mirror = mirror
         self._holding: dict[Connection, list[NewsItem]] = {}
         self._locks: dict[Connection, asyncio.Lock] = {}
+        self._retries: dict[Connection, asyncio.Task[None]] = {}
 
     async def _attached(self, conn: Connection) -> None:
         self._locks[conn] = asyncio.Lock()
@@ -45,6 +58,9 @@ class NewsStream(Stream):
         super().detach(conn)
         self._holding.pop(conn, None)
         self._locks.pop(conn, None)
+        retry = self._retries.pop(conn, None)
+        if retry is not None:
+            retry.cancel()
 
     async def _apply(self, conn: Connection, command: Command) -> None:
         symbols = command.symbols
@@ -69,8 +85,10 @@ class NewsStream(Stream):
             if conn.watch is not None:
                 added = [s for s in symbols if s not in conn.watch]
                 self._check_room(conn, len(added))
+                self._check_unknown(conn, [*conn.watch, *added])
                 self._set_watch(conn, conn.watch.union(added))
         else:
+            self._check_unknown(conn, symbols)
             self._set_watch(conn, None if symbols is None else set(symbols))
         reply = {
             "watchlist": listed(conn.watch),
@@ -79,27 +97,47 @@ class NewsStream(Stream):
         await self.send_snapshot(conn, reply)
 
     async def send_snapshot(self, conn: Connection, reply: dict[str, Any] | None = None) -> None:
-        """Queue ``{"type":"snapshot","data":[recent items]}`` filtered by the watchlist."""
+        """Queue ``{"type":"snapshot","data":[recent items]}`` filtered by the watchlist;
+        if Redis cannot be read, an ``unavailable`` error now and the snapshot later."""
+        if await self._try_snapshot(conn, reply) is not False or conn in self._retries:
+            return  # sent, gone, or already being retried (the retry sends the newest watchlist)
+        conn.send_frame(
+            error_frame(UNAVAILABLE, "news is unavailable right now; a snapshot follows")
+        )
+        self._retries[conn] = asyncio.create_task(self._retry(conn), name="news-snapshot-retry")
+
+    async def _retry(self, conn: Connection) -> None:
+        backoff = Backoff(base=RETRY_BASE, cap=RETRY_CAP)
+        try:
+            while conn in self.connections:
+                await asyncio.sleep(backoff.next_delay())
+                if await self._try_snapshot(conn, None) is not False:
+                    return
+        finally:
+            if self._retries.get(conn) is asyncio.current_task():
+                del self._retries[conn]
+
+    async def _try_snapshot(self, conn: Connection, reply: dict[str, Any] | None) -> bool | None:
+        """Send the snapshot: ``True`` if sent, ``False`` if Redis failed, ``None`` if gone."""
         lock = self._locks.get(conn)
         if lock is None:
-            return
+            return None
         async with lock:
             self._holding[conn] = []
             try:
                 items = await self._store.recent(self._limit, conn.watch)
             except RedisError:
-                # The hub resyncs every news connection once Redis is back.
-                conn.send_frame(error_frame(UNAVAILABLE, "news is unavailable right now"))
-                return
+                return False
             finally:
                 held = self._holding.pop(conn, [])
             if conn not in self.connections:
-                return
+                return None
             conn.send_frame(encode({"type": "snapshot", "data": items, **(reply or {})}))
             seen = {item["id"] for item in items}
             late = [item for item in held if item["id"] not in seen and self._wants(conn, item)]
             if late:
                 conn.send_frame(wire.news_message(late).decode())
+            return True
 
     async def resync(self) -> None:
         """After a Redis reconnect: items may have been missed, send fresh snapshots."""

@@ -24,6 +24,10 @@ class ConnectionPolicy:
     rate: float  # client messages per second; 0: no limit
     burst: int
     strikes: int
+    # Watched symbols no producer has published ("pending"): per connection, and
+    # distinct ones per stream and process (docs/operations.md gives the worst case).
+    max_unknown: int = 50
+    max_pending: int = 10_000
 
     @classmethod
     def from_settings(cls, settings: ApiSettings) -> ConnectionPolicy:
@@ -36,6 +40,8 @@ class ConnectionPolicy:
             rate=settings.ws_max_messages_per_second,
             burst=settings.ws_message_burst,
             strikes=settings.ws_rate_limit_strikes,
+            max_unknown=settings.ws_max_unknown_symbols,
+            max_pending=settings.ws_max_pending_symbols,
         )
 
     def limiter(self) -> MessageLimiter | None:

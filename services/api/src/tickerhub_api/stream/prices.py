@@ -20,8 +20,10 @@ from tickerhub_core import wire
 
 
 class PriceStream(Stream):
-    def __init__(self, mirror: Mirror, max_symbols: int) -> None:
-        super().__init__(max_symbols)
+    def __init__(
+        self, mirror: Mirror, max_symbols: int, max_unknown: int = 50, max_pending: int = 10_000
+    ) -> None:
+        super().__init__(max_symbols, mirror, max_unknown, max_pending)
         self._mirror = mirror
 
     # -- client messages -----------------------------------------------------
@@ -34,6 +36,7 @@ class PriceStream(Stream):
     async def _apply(self, conn: Connection, command: Command) -> None:
         symbols = command.symbols
         if command.action == "watchlist":
+            self._check_unknown(conn, symbols)
             self._set_watch(conn, None if symbols is None else set(symbols))
             self._queue_snapshot(conn, reply={"watchlist": listed(conn.watch)}, asked=symbols)
         elif command.action == "subscribe":
@@ -48,6 +51,7 @@ class PriceStream(Stream):
         if watch is not None:
             added = [s for s in symbols if s not in watch]
             self._check_room(conn, len(added))
+            self._check_unknown(conn, [*watch, *added])
             watch.update(added)
             self._index.watch(conn, added)
         if not self._mirror.loaded:

@@ -27,6 +27,7 @@ BAD_MESSAGE = "bad_message"
 BAD_TYPE = "bad_type"
 BAD_SYMBOL = "bad_symbol"
 TOO_MANY_SYMBOLS = "too_many_symbols"
+TOO_MANY_UNKNOWN = "too_many_unknown"  # too many watched symbols nobody has published
 BINARY_NOT_SUPPORTED = "binary_not_supported"
 UNAVAILABLE = "unavailable"  # the server cannot answer right now (Redis is down)
 RATE_LIMITED = "rate_limited"  # over WS_MAX_MESSAGES_PER_SECOND: the message was not processed
@@ -139,6 +140,15 @@ def too_many_symbols(max_symbols: int, watched: int, asked: int) -> ProtocolErro
     return ProtocolError(
         TOO_MANY_SYMBOLS,
         f"at most {max_symbols} symbols per connection ({watched} watched, {asked} more asked)",
+    )
+
+
+def too_many_unknown(limit: int, where: str) -> ProtocolError:
+    """The error for a watchlist change that would hold too many never-published symbols."""
+    return ProtocolError(
+        TOO_MANY_UNKNOWN,
+        f"at most {limit} symbols nobody has published may be watched {where}; "
+        "the watchlist is unchanged",
     )
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tickerhub_api.stream.hub import Hub
+from tickerhub_core import wire
 from tickerhub_core.models import NewsItem, Quote
 
 
@@ -32,7 +33,20 @@ class Reads:
         hub = self._hub
         if hub.ready:
             return hub.mirror.seq, hub.mirror.view()
-        return await hub.snapshots.load()
+        seq, quotes = await hub.snapshots.load()
+        if self._redis_behind(seq):
+            return hub.mirror.seq, hub.mirror.view()
+        return seq, quotes
+
+    async def snapshot_json(self) -> tuple[int, bytes]:
+        """``(seq, every symbol's quote as JSON)``; from the mirror, encoded once per seq."""
+        hub = self._hub
+        if hub.ready:
+            return hub.mirror.seq, hub.mirror.full_json()
+        seq, quotes = await hub.snapshots.load()
+        if self._redis_behind(seq):
+            return hub.mirror.seq, hub.mirror.full_json()
+        return seq, wire.dumps(quotes)
 
     async def quote(self, symbol: str) -> tuple[int, Quote | None]:
         """``(seq, the quote)``; ``None`` for an unknown symbol."""
@@ -40,7 +54,20 @@ class Reads:
         if hub.ready:
             return hub.mirror.seq, hub.mirror.get(symbol)
         seq, quotes = await hub.snapshots.load()
+        if self._redis_behind(seq):
+            return hub.mirror.seq, hub.mirror.get(symbol)
         return seq, quotes.get(symbol)
+
+    def _redis_behind(self, seq: int) -> bool:
+        """Redis holds less than our last good copy: it restarted empty (or lost data) and
+        no producer has written it back yet. The copy is the better answer; the empty
+        Redis would say "unknown symbol" about every symbol (a false 404)."""
+        mirror = self._hub.mirror
+        return mirror.loaded and seq < mirror.seq
+
+    def age(self) -> float | None:
+        """Seconds since Redis was last heard from (how old the quotes may be)."""
+        return self._hub.age()
 
     async def news(self, count: int, symbols: list[str] | None) -> list[NewsItem]:
         """The ``count`` most recent items, newest first, about any of ``symbols`` (None: all)."""

@@ -12,6 +12,8 @@ Redis in them, prices never awaits.
 from __future__ import annotations
 
 import abc
+from collections.abc import Iterable
+from typing import Protocol
 
 from tickerhub_api.stream.connection import Connection
 from tickerhub_api.stream.protocol import (
@@ -22,15 +24,33 @@ from tickerhub_api.stream.protocol import (
     error_frame,
     parse_message,
     too_many_symbols,
+    too_many_unknown,
 )
 from tickerhub_api.stream.watchers import WatchIndex
 
 
+class KnownSymbols(Protocol):
+    """What a stream asks of the mirror: is a symbol published, and how many are."""
+
+    def __contains__(self, symbol: object) -> bool: ...
+
+    def __len__(self) -> int: ...
+
+
 class Stream(abc.ABC):
-    def __init__(self, max_symbols: int) -> None:
+    def __init__(
+        self,
+        max_symbols: int,
+        known: KnownSymbols = (),
+        max_unknown: int = 50,
+        max_pending: int = 10_000,
+    ) -> None:
         self._max_symbols = max_symbols
         self._index: WatchIndex[Connection] = WatchIndex()
         self.connections: set[Connection] = set()
+        self._known = known  # the symbols producers have published (the mirror)
+        self._max_unknown = max_unknown
+        self._max_pending = max_pending
 
     async def attach(self, conn: Connection) -> None:
         """Register a new connection and queue its first snapshot (now, or once loaded)."""
@@ -64,6 +84,26 @@ class Stream(abc.ABC):
         watch = conn.watch
         if watch is not None and len(watch) + added > self._max_symbols:
             raise too_many_symbols(self._max_symbols, len(watch), added)
+
+    def _check_unknown(self, conn: Connection, watch: Iterable[str] | None) -> None:
+        """Raise too_many_unknown if ``watch`` (the connection's would-be watchlist) holds
+        too many never-published symbols, for it or for the process.
+
+        Each watched symbol costs an index entry; one nobody publishes costs it for
+        nothing, for as long as the connection lives. The process-wide count is the
+        index's distinct symbols minus the known ones: a lower bound, so the true
+        number stays under ``max_pending`` plus the number of known symbols.
+        """
+        if watch is None:
+            return
+        known = self._known
+        unknown = [s for s in watch if s not in known]
+        if len(unknown) > self._max_unknown:
+            raise too_many_unknown(self._max_unknown, "per connection")
+        mine = conn.watch or ()
+        new = sum(1 for s in unknown if s not in mine and not self._index.watchers(s))
+        if new and self._index.symbol_count() + new - len(known) > self._max_pending:
+            raise too_many_unknown(self._max_pending, "per api process right now")
 
     def _set_watch(self, conn: Connection, watch: set[str] | None) -> None:
         self._index.rewatch(conn, conn.watch, watch)

@@ -71,6 +71,10 @@ class Subscription:
         self._retry_at: float | None = None
         self._backoff = Backoff(base=0.2, cap=10.0)
         self._outage = ConditionLog(log, "redis subscription")
+        # Loop time Redis was last heard from on the subscription (a message or the
+        # pong to the idle ping): how old the mirror may be (REST's X-TickerHub-Age).
+        self.last_heard: float | None = None
+        self._resyncs: set[asyncio.Task[None]] = set()
 
     async def run(self) -> None:
         # Not tickerhub_core.retry.retry_until_done: a session never returns, and
@@ -98,6 +102,7 @@ class Subscription:
             await self._reload()
             await self.news.resync()
             self.subscribed = True
+            self.last_heard = _now()
             self._backoff.reset()
             self._outage.recovered()
             while True:
@@ -105,6 +110,8 @@ class Subscription:
                     ignore_subscribe_messages=True, timeout=self._wait_seconds()
                 )
                 honour_cancellation()  # redis-py may have swallowed a cancel (stop())
+                if message is not None:
+                    self.last_heard = _now()
                 if self._retry_at is not None and _now() >= self._retry_at:
                     await self._reload()
                 if message is None:
@@ -166,6 +173,10 @@ class Subscription:
             if channel == self._keys.news_channel:
                 if kind == "news":
                     self.news.publish(message["data"])
+                elif kind == "reset":  # a producer wrote the news back: fresh snapshots
+                    task = asyncio.create_task(self.news.resync())
+                    self._resyncs.add(task)
+                    task.add_done_callback(self._resyncs.discard)
                 return False
             if kind == "reset":
                 return True

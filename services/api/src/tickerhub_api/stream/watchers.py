@@ -51,6 +51,10 @@ class WatchIndex(Generic[C]):
         else:
             self.watch(conn, new)
 
+    def symbol_count(self) -> int:
+        """Distinct symbols some connection watches by name."""
+        return len(self._by_symbol)
+
     def watchers(self, symbol: str) -> set[C]:
         """Connections with ``symbol`` in their watchlist (not those watching everything)."""
         return self._by_symbol.get(symbol, set())
