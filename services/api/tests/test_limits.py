@@ -12,7 +12,13 @@ import orjson
 import pytest
 import websockets
 
-from tickerhub_api.limits import ConnectionSlots, MessageLimiter, TokenBucket, Verdict
+from tickerhub_api.limits import (
+    ConnectionSlots,
+    MessageLimiter,
+    TokenBucket,
+    Verdict,
+    WarningThrottle,
+)
 from tickerhub_testkit.processes import Procs, start_api
 from tickerhub_testkit.wait import eventually
 from tickerhub_testkit.ws import recv
@@ -74,6 +80,17 @@ def test_message_limiter_steady_client_is_never_rejected() -> None:
     for _ in range(1000):
         clock.now += 0.1
         assert limiter.check() is Verdict.ALLOW
+
+
+def test_warning_throttle_one_line_a_minute_per_kind_with_a_count() -> None:
+    clock = FakeClock()
+    throttle = WarningThrottle(interval=60.0, clock=clock)
+    assert throttle.hit("a") == 1
+    assert [throttle.hit("a") for _ in range(5)] == [None] * 5
+    assert throttle.hit("b") == 1  # kinds are independent
+    clock.now += 60
+    assert throttle.hit("a") == 6  # the five held back, and this one
+    assert throttle.hit("a") is None
 
 
 def test_connection_slots() -> None:
