@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
+import subprocess
 from typing import Any
 
 import httpx
@@ -167,3 +169,38 @@ async def test_an_oversized_handshake_header_gets_431_and_is_closed(
     await eventually(lambda: open_fds(api) <= baseline + 5, "fds back to baseline", limit=WAIT)
     async with websockets.connect(f"{api.ws}/ws/prices") as ws:
         assert (await recv(ws))["type"] == "snapshot"
+
+
+@pytest.mark.skipif(shutil.which("prlimit") is None, reason="needs prlimit (util-linux)")
+async def test_running_out_of_file_descriptors_is_logged_and_survived(
+    redis_server: Any, aapl_msft: Producer, procs: Procs
+) -> None:
+    """Past the fd limit uvloop drops new connections without a word: the api warns as
+    it gets close, and serves again once the sockets are gone."""
+    api = start_api(procs, redis_server.url, HTTP_HEADER_TIMEOUT="60")
+    limit = ["prlimit", f"--pid={api.pid}", "--nofile=200:200"]
+    await asyncio.to_thread(subprocess.run, limit, check=True)
+    sockets = []
+    for _ in range(250):
+        with contextlib.suppress(OSError, TimeoutError):
+            sockets.append(
+                await asyncio.wait_for(asyncio.open_connection("127.0.0.1", api.port), 5)
+            )
+    await eventually(
+        lambda: "close to the file-descriptor limit (200)" in api.output(),
+        "the fd-limit warning",
+        detail=api.output,
+    )
+    for _, writer in sockets:
+        writer.close()
+    async with httpx.AsyncClient(base_url=api.http) as http:
+
+        async def healthy() -> bool:
+            with contextlib.suppress(httpx.HTTPError):
+                return (await http.get("/healthz")).status_code == 200
+            return False
+
+        await eventually(healthy, "/healthz once the sockets are closed", detail=api.output)
+    lines = [line for line in api.output().splitlines() if "file-descriptor limit (200)" in line]
+    assert len(lines) == 1
+    assert "WARNING" in lines[0]

@@ -31,6 +31,7 @@ import asyncio
 import contextlib
 import errno
 import logging
+import resource
 import socket
 from dataclasses import dataclass, field
 from typing import Any
@@ -134,12 +135,14 @@ class _HeadGuard:
     transport: asyncio.Transport
     loop: asyncio.AbstractEventLoop
     cycle: Any
+    connections: set[Any]
 
     _head_timer: asyncio.TimerHandle | None = None
     _head_bytes = 0
 
     def connection_made(self, transport: asyncio.Transport) -> None:
         super().connection_made(transport)  # type: ignore[misc]
+        _check_fd_headroom(len(self.connections), self.guards)
         if self.guards.send_buffer:
             _bound_send_buffer(transport, self.guards.send_buffer)
         self._arm_head_timer()
@@ -200,6 +203,24 @@ class _HeadGuard:
                 "closed a connection whose request head exceeded %d bytes",
                 self.guards.max_head_bytes,
             )
+
+
+def _check_fd_headroom(connections: int, guards: Guards) -> None:
+    """Warn (rate-limited) once open connections reach 90% of the file-descriptor limit.
+
+    Past the limit uvloop (libuv) accepts and at once closes new connections, and
+    reports nothing: this line is the only sign an operator gets. (``getrlimit`` is
+    read each time, ~1 µs: the limit can change under a running process.)
+    """
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if soft != resource.RLIM_INFINITY and connections >= soft * 0.9:
+        guards.warn(
+            "fd-limit",
+            "%d connections open, close to the file-descriptor limit (%d): new ones will "
+            "fail (raise ulimit -n, lower WS_MAX_CONNECTIONS, add api processes)",
+            connections,
+            soft,
+        )
 
 
 def _bound_send_buffer(transport: asyncio.BaseTransport, size: int) -> None:
