@@ -41,13 +41,9 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIO
 
 from tickerhub_api.access import redact
 from tickerhub_api.limits import WarningThrottle
-from tickerhub_api.stream.fastpath import EXTENSION, FastChannel
+from tickerhub_api.stream.fastpath import AUTHENTICATED, EXTENSION, FastChannel
 
 log = logging.getLogger(__name__)
-
-# Scope extension: a callable the app calls once the connection has authenticated
-# (or needs no key); until then nothing it sent is logged.
-AUTHENTICATED = "tickerhub.authenticated"
 
 # Handshake headers shown in clear in the DEBUG log; every other value is ``***``.
 _SHOWN_HEADERS = frozenset(

@@ -35,6 +35,9 @@ from collections.abc import Callable
 from typing import Any
 
 EXTENSION = "tickerhub.fast_send"
+# Scope extension set by uvicorn_protocols: a callable the app calls once the
+# connection has authenticated (or needs no key); until then nothing it sent is logged.
+AUTHENTICATED = "tickerhub.authenticated"
 
 _OPCODE_TEXT_FIN = 0x81
 # What FastChannel.interrupt queues: a receive event with neither text nor bytes.
