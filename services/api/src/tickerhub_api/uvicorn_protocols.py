@@ -16,9 +16,10 @@ is added here, on top of uvicorn 0.54 (httptools 0.9 / h11 0.16, websockets 17):
 * :class:`GuardedWebSocketProtocol`: the handshake must be complete (accepted by
   the app) within the same deadline; a rejected handshake's response is sent and
   the socket closed; an invalid UTF-8 text frame is closed with ``1007`` without an
-  error traceback; no frame or header of a connection is logged (uvicorn passes
-  the ``DEBUG`` level to websockets) before the app calls the
-  :data:`AUTHENTICATED` extension: keys travel in those frames and headers.
+  error traceback; websockets' own DEBUG log of headers and frames is off (keys
+  travel in them): the handshake is logged with unknown header values masked,
+  client messages only once the app has called the ``AUTHENTICATED`` scope
+  extension, and never one that mentions ``auth``.
 * :class:`FastWebSocketProtocol`: the above plus the direct frame path's
   ``FastChannel`` in the scope (``stream/fastpath.py``).
 
@@ -236,10 +237,13 @@ class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        # websockets logs every frame and header at DEBUG when its logger is at DEBUG:
-        # keys included. Off until the app says the connection has authenticated.
-        self._debug_frames = self.conn.debug
+        # websockets logs every header and frame (elided in the middle, so a mask can
+        # miss) at DEBUG when its logger is at DEBUG: keys included. Never: this class
+        # logs the handshake with unknown headers masked, and client messages once the
+        # app has called AUTHENTICATED, withholding any that mention "auth".
+        self._debug = self.conn.debug
         self.conn.debug = False
+        self._log_messages = False
         self._handshake_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: Any) -> None:
@@ -264,7 +268,7 @@ class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
             )
 
     def handle_connect(self, event: Any) -> None:
-        if self._debug_frames:
+        if self._debug:
             headers = ", ".join(
                 f"{name}: {value if name.lower() in _SHOWN_HEADERS else '***'}"
                 for name, value in event.headers.raw_items()
@@ -281,7 +285,7 @@ class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
             scope["extensions"][AUTHENTICATED] = self._authenticated
 
     def _authenticated(self) -> None:
-        self.conn.debug = self._debug_frames
+        self._log_messages = self._debug
 
     async def send(self, message: Any) -> None:
         await super().send(message)
@@ -291,7 +295,7 @@ class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
     def send_receive_event_to_app(self) -> None:
         if self.curr_msg_data_type == "text":
             try:
-                b"".join(self.frames).decode()
+                text = b"".join(self.frames).decode()
             except UnicodeDecodeError:
                 # uvicorn logs this with logger.exception: any client could fill the
                 # error log with tracebacks. Same close (1007), one throttled line.
@@ -302,6 +306,11 @@ class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
                 self.conn.send_close(1007, "invalid UTF-8")
                 self.handle_parser_exception()
                 return
+            if self._log_messages:
+                shown = "(mentions auth: not shown)" if "auth" in text.lower() else text[:200]
+                log.debug("%s < text (%d chars) %s", _peer(self.client), len(text), shown)
+        elif self._log_messages:
+            log.debug("%s < binary (%d bytes)", _peer(self.client), sum(map(len, self.frames)))
         super().send_receive_event_to_app()
 
     def connection_lost(self, exc: Exception | None) -> None:
