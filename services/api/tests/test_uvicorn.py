@@ -105,7 +105,13 @@ def test_the_uvicorn_internals_relied_on_are_there(cls: type) -> None:
     settings = ApiSettings()
     config = server_config(create_app(settings), settings)
     config.load()
-    instance = cls(config=config, server_state=uvicorn.server.ServerState(), app_state={})
+    loop = asyncio.new_event_loop()
+    try:
+        instance = cls(
+            config=config, server_state=uvicorn.server.ServerState(), app_state={}, _loop=loop
+        )
+    finally:
+        loop.close()
     for name in _RELIED_ON[cls]:
         assert hasattr(instance, name), f"{cls.__name__}.{name} is gone: see uvicorn_protocols.py"
     if cls is WebSocketsSansIOProtocol:
