@@ -72,17 +72,21 @@ async def serving(
 
 def test_the_console_script_uses_the_guarded_protocols() -> None:
     config = server_config(create_app(ApiSettings()), ApiSettings())
-    assert issubclass(config.ws, FastWebSocketProtocol)
-    assert issubclass(config.http, _HeadGuard)
-    assert issubclass(config.http, AutoHTTPProtocol)  # httptools here, h11 without it
-    off = server_config(create_app(ApiSettings()), ApiSettings(ws_fast_path=False))
-    assert issubclass(off.ws, GuardedWebSocketProtocol)
-    assert not issubclass(off.ws, FastWebSocketProtocol)
+    ws, http = config.ws, config.http
+    assert isinstance(ws, type)
+    assert isinstance(http, type)
+    assert issubclass(ws, FastWebSocketProtocol)
+    assert issubclass(http, _HeadGuard)
+    assert issubclass(http, AutoHTTPProtocol)  # httptools here, h11 without it
+    off = server_config(create_app(ApiSettings()), ApiSettings(ws_fast_path=False)).ws
+    assert isinstance(off, type)
+    assert issubclass(off, GuardedWebSocketProtocol)
+    assert not issubclass(off, FastWebSocketProtocol)
 
 
 # What uvicorn_protocols.py overrides or reads, by class: if a uvicorn release renames
 # or drops one, the override silently stops applying (no deadline, no 431...).
-_RELIED_ON = {
+_RELIED_ON: dict[type, tuple[str, ...]] = {
     HttpToolsProtocol: ("connection_made", "data_received", "connection_lost", "cycle", "loop"),
     H11Protocol: ("connection_made", "data_received", "connection_lost", "cycle", "loop"),
     WebSocketsSansIOProtocol: (

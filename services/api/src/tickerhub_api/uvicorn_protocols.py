@@ -35,7 +35,7 @@ import logging
 import resource
 import socket
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from uvicorn.protocols.http.auto import AutoHTTPProtocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
@@ -154,9 +154,7 @@ class _HeadGuard:
                 self._refuse(b"431 Request Header Fields Too Large", "head")
                 return
         super().data_received(data)  # type: ignore[misc]
-        if self._head_timer is not None and (
-            self.cycle is not cycle or self.transport.get_protocol() is not self
-        ):
+        if self._head_timer is not None and (self.cycle is not cycle or not self._still_http()):
             self._cancel_head_timer()  # a new request started, or a WebSocket took over
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -174,8 +172,12 @@ class _HeadGuard:
 
     def _head_timeout(self) -> None:
         self._head_timer = None
-        if self.transport.get_protocol() is self:
+        if self._still_http():
             self._refuse(b"408 Request Timeout", "timeout")
+
+    def _still_http(self) -> bool:
+        """False once the socket was handed to the WebSocket protocol (an upgrade)."""
+        return self.transport.get_protocol() is cast(asyncio.BaseProtocol, self)
 
     def _refuse(self, status: bytes, kind: str) -> None:
         self._cancel_head_timer()
