@@ -23,8 +23,10 @@ def test_normalize_accepts_real_symbols(raw: str, canonical: str) -> None:
 
 @pytest.mark.parametrize(
     "raw",
-    ["", " ", "AA PL", "prices:seq", "A*", "A\nB", "-AAPL", "A" * 21, "ÄPFEL", None, 42, ["A"]],
-)
+    ["", " ", "AA PL", "prices:seq", "A*", "A\nB", "-AAPL", "A" * 21, "ÄPFEL", None, 42, ["A"],
+     # upper-case to ASCII: long s -> S, the ff ligature -> FF, dotless i -> I
+     "t\u017fla", "\ufb00", "\u0131bm", "\u212aO"],
+)  # fmt: skip
 def test_normalize_rejects_implausible_symbols(raw: object) -> None:
     with pytest.raises(InvalidSymbolError):
         normalize_symbol(raw)

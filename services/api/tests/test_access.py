@@ -377,3 +377,25 @@ async def test_keys_never_reach_the_logs(
 def test_redaction_survives_a_bad_log_call() -> None:
     record = logging.LogRecord("x", logging.INFO, "", 0, "%d items", ("not a number",), None)
     assert RedactApiKeys().filter(record)
+
+
+@pytest.mark.integration
+async def test_with_keys_the_docs_are_open_and_declare_how_to_send_a_key(
+    redis_server: Any, aapl_msft: Producer, procs: Procs
+) -> None:
+    api = start_api(procs, redis_server.url, API_KEYS=KEY)
+    async with httpx.AsyncClient(base_url=api.http) as http:
+        for path in ("/docs", "/redoc", "/openapi.json"):  # both renderings alike
+            assert (await http.get(path)).status_code == 200, path
+        schema = (await http.get("/openapi.json")).json()
+        schemes = schema["components"]["securitySchemes"]
+        assert {"type": "http", "scheme": "bearer"}.items() <= schemes["bearerKey"].items()
+        assert schemes["apiKeyHeader"] == {"type": "apiKey", "in": "header", "name": "X-API-Key"}
+        assert schema["security"] == [{"bearerKey": []}, {"apiKeyHeader": []}]
+        assert schema["paths"]["/readyz"]["get"]["security"] == []
+        assert "security" not in schema["paths"]["/tickers"]["get"]  # the global one applies
+    open_api = start_api(procs, redis_server.url)
+    async with httpx.AsyncClient(base_url=open_api.http) as http:
+        assert "securitySchemes" not in (await http.get("/openapi.json")).json().get(
+            "components", {}
+        )

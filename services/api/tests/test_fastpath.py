@@ -55,7 +55,7 @@ class FakeChannel(FastChannel):
     """A real FastChannel over a fake transport (no uvicorn protocol behind it)."""
 
     def __init__(self) -> None:
-        super().__init__(None)  # type: ignore[arg-type]
+        super().__init__(lambda _event: None, lambda: False)
         self.transport = self.fake = FakeTransport()
         self.interrupts = 0
 

@@ -12,7 +12,13 @@ import orjson
 import pytest
 import websockets
 
-from tickerhub_api.limits import ConnectionSlots, MessageLimiter, TokenBucket, Verdict
+from tickerhub_api.limits import (
+    ConnectionSlots,
+    MessageLimiter,
+    TokenBucket,
+    Verdict,
+    WarningThrottle,
+)
 from tickerhub_testkit.processes import Procs, start_api
 from tickerhub_testkit.wait import eventually
 from tickerhub_testkit.ws import recv
@@ -74,6 +80,17 @@ def test_message_limiter_steady_client_is_never_rejected() -> None:
     for _ in range(1000):
         clock.now += 0.1
         assert limiter.check() is Verdict.ALLOW
+
+
+def test_warning_throttle_one_line_a_minute_per_kind_with_a_count() -> None:
+    clock = FakeClock()
+    throttle = WarningThrottle(interval=60.0, clock=clock)
+    assert throttle.hit("a") == 1
+    assert [throttle.hit("a") for _ in range(5)] == [None] * 5
+    assert throttle.hit("b") == 1  # kinds are independent
+    clock.now += 60
+    assert throttle.hit("a") == 6  # the five held back, and this one
+    assert throttle.hit("a") is None
 
 
 def test_connection_slots() -> None:
@@ -196,3 +213,63 @@ async def test_idle_timeout_is_off_by_default(
         await asyncio.sleep(2.0)  # only answers the server's pings (the library does)
         seq = await aapl_msft.publish({"AAPL": {"price": 101.0}})
         assert (await recv(listener))["seq"] == seq
+
+
+@pytest.mark.integration
+async def test_sockets_still_authenticating_cannot_lock_out_a_client_with_a_key(
+    redis_server: Any, aapl_msft: Producer, procs: Procs
+) -> None:
+    """Keyless clients that reconnect on every 1008 hold only WS_MAX_PENDING_AUTH's
+    slots; WS_MAX_CONNECTIONS counts authenticated connections alone."""
+    key = "k3y-0123456789abcdef-ONE"
+    api = start_api(
+        procs,
+        redis_server.url,
+        API_KEYS=key,
+        WS_MAX_CONNECTIONS="3",
+        WS_MAX_PENDING_AUTH="5",
+        WS_AUTH_TIMEOUT="1",
+    )
+    stop = asyncio.Event()
+    refusals: list[int] = []
+
+    async def keyless() -> None:
+        while not stop.is_set():
+            with contextlib.suppress(OSError, websockets.WebSocketException, TimeoutError):
+                async with websockets.connect(f"{api.ws}/ws/prices") as ws:
+                    _, close = await frames_until_closed(ws)
+                    refusals.append(close.code)
+
+    flood = [asyncio.create_task(keyless()) for _ in range(20)]
+    try:
+        await eventually(lambda: len(refusals) >= 20, "keyless clients refused, reconnecting")
+        for _ in range(5):
+            async with websockets.connect(
+                f"{api.ws}/ws/prices", additional_headers={"X-API-Key": key}
+            ) as ws:
+                assert (await recv(ws))["type"] == "snapshot"
+        # The ceiling still holds for authenticated connections.
+        keyed = [
+            await websockets.connect(f"{api.ws}/ws/prices", additional_headers={"X-API-Key": key})
+            for _ in range(3)
+        ]
+        for ws in keyed:
+            assert (await recv(ws))["type"] == "snapshot"
+        async with websockets.connect(
+            f"{api.ws}/ws/prices", additional_headers={"X-API-Key": key}
+        ) as fourth:
+            frames, close = await frames_until_closed(fourth)
+        assert frames == []
+        assert close.code == 1013
+        for ws in keyed:
+            await ws.close()
+    finally:
+        stop.set()
+        for task in flood:
+            task.cancel()
+        await asyncio.gather(*flood, return_exceptions=True)
+    # Keyless clients got 1008 (timeout) or 1013 (pending budget full), nothing else.
+    assert set(refusals) <= {1008, 1013}
+    assert 1013 in refusals  # 20 reconnecting clients over a budget of 5
+    warnings = [line for line in api.output().splitlines() if "WS_MAX_PENDING_AUTH (5)" in line]
+    assert 1 <= len(warnings) <= 2  # rate-limited: one a minute, with a count

@@ -1,9 +1,10 @@
 """The api under a real uvicorn, in this process: which send path is engaged, and root_path.
 
-The fast path leans on uvicorn internals (stream/fastpath.py). If a uvicorn
-release changes them, the api would silently fall back to plain ASGI sends;
-these tests fail instead: with ``WS_FAST_PATH`` on, every frame a client gets
-must have been written by the flusher. They use the same uvicorn configuration
+The fast path and the connection guards lean on uvicorn internals (all in
+uvicorn_protocols.py). If a uvicorn release changes them, the api would silently
+fall back to plain ASGI sends, or lose its deadlines; these tests fail instead:
+with ``WS_FAST_PATH`` on, every frame a client gets must have been written by
+the flusher, and every uvicorn method the subclasses override must still exist. They use the same uvicorn configuration
 as the ``api`` console script (``__main__.server_config``).
 """
 
@@ -19,14 +20,23 @@ import httpx
 import pytest
 import uvicorn
 import websockets
+from uvicorn.protocols.http.auto import AutoHTTPProtocol
+from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 from tickerhub_api.__main__ import server_config
 from tickerhub_api.app import create_app
 from tickerhub_api.settings import ApiSettings
-from tickerhub_api.stream.fastpath import EXTENSION, FastChannel, FastWebSocketProtocol
+from tickerhub_api.stream.fastpath import EXTENSION, FastChannel
 from tickerhub_api.stream.hub import Hub
 from tickerhub_api.stream.protocol import CloseCode
 from tickerhub_api.stream.senders import AsgiSender, FastSender
+from tickerhub_api.uvicorn_protocols import (
+    FastWebSocketProtocol,
+    GuardedWebSocketProtocol,
+    _HeadGuard,
+)
 from tickerhub_testkit.producer import Producer
 from tickerhub_testkit.wait import WAIT
 from tickerhub_testkit.ws import recv
@@ -60,11 +70,60 @@ async def serving(
         await asyncio.wait_for(task, WAIT)
 
 
-def test_the_console_script_uses_the_fast_protocol() -> None:
+def test_the_console_script_uses_the_guarded_protocols() -> None:
     config = server_config(create_app(ApiSettings()), ApiSettings())
-    assert config.ws is FastWebSocketProtocol
-    off = server_config(create_app(ApiSettings()), ApiSettings(ws_fast_path=False))
-    assert off.ws == "websockets-sansio"
+    ws, http = config.ws, config.http
+    assert isinstance(ws, type)
+    assert isinstance(http, type)
+    assert issubclass(ws, FastWebSocketProtocol)
+    assert issubclass(http, _HeadGuard)
+    assert issubclass(http, AutoHTTPProtocol)  # httptools here, h11 without it
+    off = server_config(create_app(ApiSettings()), ApiSettings(ws_fast_path=False)).ws
+    assert isinstance(off, type)
+    assert issubclass(off, GuardedWebSocketProtocol)
+    assert not issubclass(off, FastWebSocketProtocol)
+
+
+# What uvicorn_protocols.py overrides or reads, by class: if a uvicorn release renames
+# or drops one, the override silently stops applying (no deadline, no 431...).
+_RELIED_ON: dict[type, tuple[str, ...]] = {
+    HttpToolsProtocol: ("connection_made", "data_received", "connection_lost", "cycle", "loop"),
+    H11Protocol: ("connection_made", "data_received", "connection_lost", "cycle", "loop"),
+    WebSocketsSansIOProtocol: (
+        "connection_made",
+        "data_received",
+        "connection_lost",
+        "handle_connect",
+        "send",
+        "send_receive_event_to_app",
+        "handle_parser_exception",
+        "send_500_response",
+        "pause_writing",
+        "resume_writing",
+    ),
+}
+
+
+@pytest.mark.parametrize("cls", list(_RELIED_ON), ids=lambda c: c.__name__)
+def test_the_uvicorn_internals_relied_on_are_there(cls: type) -> None:
+    settings = ApiSettings()
+    config = server_config(create_app(settings), settings)
+    config.load()
+    loop = asyncio.new_event_loop()
+    try:
+        instance = cls(
+            config=config, server_state=uvicorn.server.ServerState(), app_state={}, _loop=loop
+        )
+    finally:
+        loop.close()
+    for name in _RELIED_ON[cls]:
+        assert hasattr(instance, name), f"{cls.__name__}.{name} is gone: see uvicorn_protocols.py"
+    if cls is WebSocketsSansIOProtocol:
+        # read by the protocol subclass: websockets' ServerProtocol state and uvicorn flags
+        for name in ("conn", "frames", "curr_msg_data_type", "handshake_initiated", "queue"):
+            assert hasattr(instance, name), name
+        for name in ("debug", "handshake_exc", "extensions", "data_to_send", "send_close"):
+            assert hasattr(instance.conn, name), name
 
 
 @pytest.mark.parametrize("fast", [True, False], ids=["fast-path", "asgi-path"])

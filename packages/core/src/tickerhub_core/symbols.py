@@ -38,7 +38,9 @@ def normalize_symbol(symbol: object) -> str:
 
     Raises :class:`InvalidSymbolError` for anything else, including non-strings.
     """
-    if not isinstance(symbol, str):
+    if not isinstance(symbol, str) or not symbol.isascii():
+        # ASCII first: Unicode upper-casing maps "t\u017fla" (long s) to "TSLA" and
+        # "\ufb00" (the ff ligature) to "FF".
         raise InvalidSymbolError(symbol)
     canonical = symbol.strip().upper()
     if not _SYMBOL_RE.fullmatch(canonical):

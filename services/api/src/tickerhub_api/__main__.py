@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import resource
 import signal
 import socket
 import sys
@@ -14,9 +16,9 @@ from fastapi import FastAPI
 from tickerhub_api.access import install_log_redaction
 from tickerhub_api.app import create_app
 from tickerhub_api.settings import ApiSettings
-from tickerhub_api.stream.fastpath import FastWebSocketProtocol
 from tickerhub_api.stream.hub import Hub
 from tickerhub_api.stream.protocol import CloseCode
+from tickerhub_api.uvicorn_protocols import Guards, install_accept_error_warning, protocol_classes
 from tickerhub_core.logs import configure_logging
 from tickerhub_core.settings import load_settings
 
@@ -24,6 +26,9 @@ from tickerhub_core.settings import load_settings
 GRACEFUL_SHUTDOWN_SECONDS = 5
 # Seconds to wait for WebSocket clients to be sent their 1001 close.
 CLOSE_WEBSOCKETS_SECONDS = 2.0
+
+# File descriptors kept free beyond the WebSockets: REST, Redis, pending handshakes.
+FD_HEADROOM = 1000
 
 log = logging.getLogger(__name__)
 
@@ -37,9 +42,14 @@ class _Server(uvicorn.Server):
     path's sender stops), then let uvicorn finish.
     """
 
-    def __init__(self, config: uvicorn.Config, app: FastAPI) -> None:
+    def __init__(self, config: uvicorn.Config, app: FastAPI, guards: Guards) -> None:
         super().__init__(config)
         self._app = app
+        self._guards = guards
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        install_accept_error_warning(asyncio.get_running_loop(), self._guards)
+        await super().startup(sockets)
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         for server in self.servers:
@@ -51,16 +61,26 @@ class _Server(uvicorn.Server):
         await super().shutdown(sockets)
 
 
-def server_config(app: FastAPI, settings: ApiSettings, **overrides: Any) -> uvicorn.Config:
+def make_guards(settings: ApiSettings) -> Guards:
+    return Guards(
+        header_timeout=settings.http_header_timeout, send_buffer=settings.socket_send_buffer
+    )
+
+
+def server_config(
+    app: FastAPI, settings: ApiSettings, guards: Guards | None = None, **overrides: Any
+) -> uvicorn.Config:
     """uvicorn's configuration for the api (tests pass ``port=0``, ``root_path``...)."""
+    # uvloop and httptools when installed (they are not everywhere), else asyncio and h11;
+    # both protocols with the deadlines of uvicorn_protocols.py, the WebSocket one with
+    # the direct frame path (stream/fastpath.py) unless WS_FAST_PATH=false.
+    http, ws = protocol_classes(guards or make_guards(settings), settings.ws_fast_path)
     options: dict[str, Any] = {
         "host": settings.host,
         "port": settings.port,
-        # uvloop and httptools when installed (they are not everywhere), else asyncio and h11.
         "loop": "auto",
-        "http": "auto",
-        # uvicorn's websockets-sansio protocol plus the direct frame path (stream/fastpath.py).
-        "ws": FastWebSocketProtocol if settings.ws_fast_path else "websockets-sansio",
+        "http": http,
+        "ws": ws,
         # Compression costs ~50 KiB per connection and CPU per frame; quotes are small.
         "ws_per_message_deflate": False,
         "ws_max_size": settings.ws_max_frame_bytes,
@@ -73,12 +93,38 @@ def server_config(app: FastAPI, settings: ApiSettings, **overrides: Any) -> uvic
     return uvicorn.Config(app, **{**options, **overrides})
 
 
+def _raise_fd_limit(settings: ApiSettings) -> None:
+    """Every socket is a file descriptor: raise the soft limit to the hard one, and warn
+    when even that cannot hold WS_MAX_CONNECTIONS plus some for REST and pending ones."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError):
+            pass
+    needed = settings.ws_max_connections + settings.ws_max_pending_auth + FD_HEADROOM
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        log.warning(
+            "the file-descriptor limit (%d) is below WS_MAX_CONNECTIONS + "
+            "WS_MAX_PENDING_AUTH + %d (%d): past it new connections fail "
+            "(raise ulimit -n or lower WS_MAX_CONNECTIONS)",
+            soft,
+            FD_HEADROOM,
+            needed,
+        )
+    else:
+        log.info("file-descriptor limit: %d", soft)
+
+
 def main() -> None:
     settings = load_settings(ApiSettings, "api")
     configure_logging(settings.log_level)
     install_log_redaction()  # ?api_key= values never reach the logs
     app = create_app(settings)
-    config = server_config(app, settings)
+    server_guards = make_guards(settings)
+    config = server_config(app, settings, server_guards)
+    _raise_fd_limit(settings)
     log.info(
         "WebSocket frames: %s",
         "direct writes to uvicorn's transports (WS_FAST_PATH)"
@@ -90,7 +136,7 @@ def main() -> None:
     # requested stop exits 0, as container runtimes and supervisors expect.
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: None)
-    _Server(config, app).run()
+    _Server(config, app, server_guards).run()
     sys.exit(0)
 
 

@@ -17,8 +17,16 @@ from typing import Any
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 # REST paths that stay open with API keys on: orchestrators' probes and the API's own
-# description (the OpenAPI schema is public; calls made from /docs need the key).
-OPEN_PATHS = frozenset({"/healthz", "/readyz", "/docs", "/docs/oauth2-redirect", "/openapi.json"})
+# description, both renderings alike (the OpenAPI schema is public; calls made from
+# /docs need the key: its Authorize button takes one, see add_key_security).
+PROBE_PATHS = frozenset({"/healthz", "/readyz"})
+OPEN_PATHS = PROBE_PATHS | {"/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
+
+# How the OpenAPI document describes the two ways to send a key.
+SECURITY_SCHEMES = {
+    "bearerKey": {"type": "http", "scheme": "bearer", "description": "Authorization: Bearer <key>"},
+    "apiKeyHeader": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+}
 
 API_KEY_HEADER = "x-api-key"
 API_KEY_QUERY = "api_key"
@@ -78,6 +86,17 @@ def key_from_headers(headers: Mapping[str, str]) -> str | None:
             return value.strip()
     key = headers.get(API_KEY_HEADER)
     return key.strip() if key else None
+
+
+def add_key_security(schema: dict[str, Any]) -> dict[str, Any]:
+    """With API keys on: the OpenAPI document declares the key schemes (so /docs can
+    send a key) and that every operation needs one, except the probes."""
+    schema.setdefault("components", {})["securitySchemes"] = SECURITY_SCHEMES
+    schema["security"] = [{name: []} for name in SECURITY_SCHEMES]
+    for path in PROBE_PATHS:
+        for operation in schema.get("paths", {}).get(path, {}).values():
+            operation["security"] = []
+    return schema
 
 
 class OriginCheck:

@@ -12,7 +12,7 @@ from redis.asyncio import Redis
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import Receive, Scope, Send
 
-from tickerhub_api.access import ApiKeyMiddleware, KeyCheck, cors_options
+from tickerhub_api.access import ApiKeyMiddleware, KeyCheck, add_key_security, cors_options
 from tickerhub_api.probes import READY_PING_TIMEOUT, ReadinessProbe, RedisFailures
 from tickerhub_api.rest_cap import RestConcurrencyCap
 from tickerhub_api.routes import rest, ws
@@ -136,6 +136,7 @@ def create_app(
     keys = KeyCheck(settings.api_key_list)
     if keys.enabled:
         app.add_middleware(ApiKeyMiddleware, keys=keys)
+        _declare_keys_in_openapi(app)
     if settings.rest_max_concurrent > 0:
         # Outside the key check (a keyless flood is capped too), inside CORS (its 503
         # carries the CORS headers a browser needs to show it).
@@ -146,6 +147,18 @@ def create_app(
     if cors is not None:
         app.add_middleware(CORSMiddleware, **cors)
     return app
+
+
+def _declare_keys_in_openapi(app: FastAPI) -> None:
+    """FastAPI builds the document once and caches it in ``app.openapi_schema``."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = add_key_security(build())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 async def _api_error(request: Request, exc: rest.ApiError) -> JSONResponse:

@@ -6,6 +6,8 @@
   rejected; more than ``strikes`` rejections within ``window`` seconds is abuse
   and the connection is closed with 1008.
 - :class:`ConnectionSlots`: a counter of open WebSockets with a ceiling.
+- :class:`WarningThrottle`: whether a repeated warning may be logged now, and how
+  many were held back meanwhile (a flood must not flood the log too).
 """
 
 from __future__ import annotations
@@ -111,3 +113,30 @@ class ConnectionSlots:
     def release(self) -> None:
         if self.in_use > 0:
             self.in_use -= 1
+
+
+class WarningThrottle:
+    """At most one log line per kind of event every ``interval`` seconds.
+
+    ``hit(kind)`` returns ``None`` while the line is held back, else how many
+    events of that kind happened since the last line (this one included).
+    """
+
+    __slots__ = ("_clock", "_counts", "_last", "interval")
+
+    def __init__(self, interval: float = 60.0, clock: Clock = time.monotonic) -> None:
+        self.interval = interval
+        self._clock = clock
+        self._last: dict[str, float] = {}
+        self._counts: dict[str, int] = {}
+
+    def hit(self, kind: str) -> int | None:
+        count = self._counts.get(kind, 0) + 1
+        now = self._clock()
+        last = self._last.get(kind)
+        if last is not None and now - last < self.interval:
+            self._counts[kind] = count
+            return None
+        self._last[kind] = now
+        self._counts[kind] = 0
+        return count

@@ -69,3 +69,8 @@ class Readiness(BaseModel):
         "it has been silent for 30 s or more (stopped or dead: quotes may be stale). "
         "Informational: the api serves what Redis holds either way.",
     )
+    note: str | None = Field(
+        default=None,
+        description="Set while no producer has ever written a snapshot (symbols: 0): the "
+        "api is ready (restarting it would not help) and streams once the poller writes.",
+    )

@@ -65,11 +65,33 @@ class ApiSettings(CommonSettings):
         default=20.0, gt=0, description="Seconds to wait for a pong before dropping the peer."
     )
     # -- limits (docs/operations.md) ------------------------------------------
+    http_header_timeout: float = Field(
+        default=5.0,
+        gt=0,
+        description="Seconds a connection has to send a complete request head (each "
+        "request's head, counted from its first byte; the first from the connection), and "
+        "a WebSocket to complete its handshake; past it the socket is closed (408 if it "
+        "sent anything).",
+    )
+    socket_send_buffer: int = Field(
+        default=64 * 1024,
+        ge=0,
+        description="SO_SNDBUF of every accepted socket, bounding the kernel memory a "
+        "client that does not read can hold (Linux doubles the value); 0: the kernel's "
+        "default, auto-tuned up to net.ipv4.tcp_wmem's maximum (4 MiB).",
+    )
     ws_max_connections: int = Field(
         default=20000,
         ge=1,
         description="Most open WebSockets per api process (prices and news together); "
         "past it a new one is accepted and closed at once with 1013 (try again later).",
+    )
+    ws_max_pending_auth: int = Field(
+        default=200,
+        ge=1,
+        description="Most WebSockets per api process waiting to send their first "
+        '{"auth": "<key>"} message (API keys on, no key in the URL or headers); they do '
+        "not count against WS_MAX_CONNECTIONS. Past it a new one is closed with 1013.",
     )
     ws_max_messages_per_second: float = Field(
         default=10.0,

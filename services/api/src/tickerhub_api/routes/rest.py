@@ -240,6 +240,11 @@ async def healthz() -> Any:
     return {"status": "ok"}
 
 
+EMPTY_SNAPSHOT_NOTE = (
+    "no quotes yet: no producer has written a snapshot to Redis (is the poller running?)"
+)
+
+
 @router.get(
     "/readyz",
     response_model=Readiness,
@@ -261,4 +266,7 @@ async def readyz(reads: ReadsDep, probe: ProbeDep) -> Any:
         "connections": status.connections,
         "producer_age_s": None if beat is None else max(0.0, (wire.now_ms() - beat) / 1000),
     }
+    if status.ready and status.symbols == 0:
+        # Still ready: the api works and restarting it cannot help; the data is missing.
+        body["note"] = EMPTY_SNAPSHOT_NOTE
     return JSONResponse(body, status_code=200 if ready else 503)

@@ -1,9 +1,9 @@
 """``/ws/prices`` and ``/ws/news``: adapt ASGI WebSockets to the stream machinery.
 
 Admission (:func:`_admit`), before any data: the Origin allowlist (refused before
-accept: HTTP 403), the per-process connection ceiling (accepted, then closed
-with 1013), then, when API keys are on, a key from the URL, the headers or a
-first ``{"auth": "<key>"}`` message (else closed with 1008).
+accept: HTTP 403), then, when API keys are on, a key from the URL, the headers or
+a first ``{"auth": "<key>"}`` message (else closed with 1008), then the
+per-process connection ceiling (accepted, then closed with 1013).
 
 Then the connection is registered with its stream and this handler reads client
 frames (each one through the rate limiter) until the client leaves or the
@@ -23,17 +23,18 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import orjson
 from fastapi import APIRouter, WebSocket
 from starlette.types import Message
+from starlette.websockets import WebSocketState
 
 from tickerhub_api.access import API_KEY_QUERY, KeyCheck, OriginCheck, key_from_headers, key_id
-from tickerhub_api.limits import ConnectionSlots, Verdict
+from tickerhub_api.limits import ConnectionSlots, Verdict, WarningThrottle
 from tickerhub_api.settings import ApiSettings
 from tickerhub_api.stream.connection import Connection
-from tickerhub_api.stream.fastpath import EXTENSION, FastChannel
+from tickerhub_api.stream.fastpath import AUTHENTICATED, EXTENSION, FastChannel
 from tickerhub_api.stream.hub import Hub
 from tickerhub_api.stream.policy import ConnectionPolicy
 from tickerhub_api.stream.protocol import (
@@ -62,7 +63,20 @@ class Admission:
 
     keys: KeyCheck
     origins: OriginCheck
-    slots: ConnectionSlots
+    slots: ConnectionSlots  # authenticated connections (WS_MAX_CONNECTIONS)
+    pending: ConnectionSlots  # accepted, waiting for {"auth": ...} (WS_MAX_PENDING_AUTH)
+    warnings: WarningThrottle = field(default_factory=WarningThrottle)
+
+    def warn_full(self, setting: str, limit: int) -> None:
+        """One warning a minute per limit, however many connections it turns away."""
+        count = self.warnings.hit(setting)
+        if count is not None:
+            log.warning(
+                "refused %d WebSocket(s) since the last such line: %s (%d) reached",
+                count,
+                setting,
+                limit,
+            )
 
     @classmethod
     def from_settings(cls, settings: ApiSettings) -> Admission:
@@ -70,6 +84,7 @@ class Admission:
             keys=KeyCheck(settings.api_key_list),
             origins=OriginCheck(settings.allowed_origin_list),
             slots=ConnectionSlots(settings.ws_max_connections),
+            pending=ConnectionSlots(settings.ws_max_pending_auth),
         )
 
 
@@ -109,37 +124,66 @@ STREAMS = {"/ws/prices": prices_ws, "/ws/news": news_ws}
 
 async def _admit(websocket: WebSocket, policy: Admission, auth_timeout: float) -> bool:
     """``True``: accepted, authenticated and holding a slot (the caller releases it).
-    ``False``: refused, and the socket is closed (or was never accepted)."""
+    ``False``: refused, and the socket is closed (or was never accepted).
+
+    Only authenticated connections hold one of ``WS_MAX_CONNECTIONS``' slots: one
+    still owing its ``{"auth": ...}`` message holds one of ``WS_MAX_PENDING_AUTH``'s
+    instead, so clients without a key, reconnecting on each ``1008``, cannot lock
+    out a client that has one.
+    """
     origin = websocket.headers.get("origin")
     if not policy.origins.allows(origin):
         log.info("refused a WebSocket from %s: origin %.100r not allowed", _peer(websocket), origin)
         await websocket.close(CloseCode.POLICY, "origin not allowed")  # before accept: HTTP 403
         return False
+    if policy.keys.enabled and not await _authenticate(websocket, policy, auth_timeout):
+        return False
     if not policy.slots.acquire():
-        log.warning("refused a WebSocket: WS_MAX_CONNECTIONS (%d) reached", policy.slots.limit)
-        await websocket.accept()
+        policy.warn_full("WS_MAX_CONNECTIONS", policy.slots.limit)
+        await _accept(websocket)
         await _close(websocket, CloseCode.TRY_AGAIN, "too many connections: try again later")
         return False
     try:
-        await websocket.accept()
-        if not policy.keys.enabled or await _authenticate(websocket, policy.keys, auth_timeout):
-            return True
+        await _accept(websocket)
     except BaseException:
         policy.slots.release()
         raise
-    policy.slots.release()
-    return False
+    _mark_authenticated(websocket)
+    return True
 
 
-async def _authenticate(websocket: WebSocket, keys: KeyCheck, auth_timeout: float) -> bool:
+async def _accept(websocket: WebSocket) -> None:
+    """Accept once (an authenticating connection was accepted to read its message)."""
+    if websocket.client_state is WebSocketState.CONNECTING:
+        await websocket.accept()
+
+
+def _mark_authenticated(websocket: WebSocket) -> None:
+    """Tell the protocol (``uvicorn_protocols``) that frames may be logged from now on."""
+    mark = websocket.scope.get("extensions", {}).get(AUTHENTICATED)
+    if callable(mark):
+        mark()
+
+
+async def _authenticate(websocket: WebSocket, policy: Admission, auth_timeout: float) -> bool:
     """A key from ``?api_key=``, the headers, or a first ``{"auth": "<key>"}`` message."""
+    keys = policy.keys
     key = websocket.query_params.get(API_KEY_QUERY) or key_from_headers(websocket.headers)
     if key is None:
+        pending = policy.pending
+        if not pending.acquire():
+            policy.warn_full("WS_MAX_PENDING_AUTH", pending.limit)
+            await _accept(websocket)
+            await _close(websocket, CloseCode.TRY_AGAIN, "too many connections: try again later")
+            return False
         try:
+            await _accept(websocket)
             async with asyncio.timeout(auth_timeout):
                 message = await websocket.receive()
         except TimeoutError:
             return await _refuse(websocket, "authentication timeout")
+        finally:
+            pending.release()
         if message["type"] == "websocket.disconnect":
             return False
         key = _auth_key(message.get("text"))
@@ -153,6 +197,7 @@ async def _authenticate(websocket: WebSocket, keys: KeyCheck, auth_timeout: floa
 
 async def _refuse(websocket: WebSocket, reason: str) -> bool:
     log.info("refused a WebSocket from %s: %s", _peer(websocket), reason)
+    await _accept(websocket)  # a close before the accept would be an HTTP 403
     await _close(websocket, CloseCode.POLICY, reason)
     return False
 

@@ -9,10 +9,13 @@ one flush per event-loop turn) or the ASGI sender (a task awaiting ``send``).
 from __future__ import annotations
 
 import itertools
+import logging
 from typing import Protocol
 
 from tickerhub_api.stream.outbox import Outbox
 from tickerhub_api.stream.protocol import CloseCode
+
+log = logging.getLogger(__name__)
 
 _ids = itertools.count(1)
 
@@ -62,6 +65,8 @@ class Connection:
 
     def send_frame(self, frame: str) -> None:
         if not self.outbox.push_frame(frame):
+            if self.close_code is None:
+                log.info("closing %r: too many unread replies (WS_SEND_QUEUE_BOUND)", self)
             self.close(CloseCode.SLOW_CLIENT)
         self.wake()
 
