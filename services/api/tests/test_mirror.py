@@ -46,10 +46,15 @@ def test_load_reports_changed_symbols() -> None:
 
 def test_full_snapshot_frame_is_cached_per_seq() -> None:
     mirror = Mirror()
-    mirror.load(1, {"A": {"symbol": "A", "price": 1}})
+    mirror.load(1, {"A": {"symbol": "A", "price": 1}}, "e1")
     first = mirror.full_snapshot_frame()
     assert mirror.full_snapshot_frame() is first
-    expected = {"type": "snapshot", "seq": 1, "data": {"A": {"symbol": "A", "price": 1}}}
+    expected = {
+        "type": "snapshot",
+        "seq": 1,
+        "epoch": "e1",
+        "data": {"A": {"symbol": "A", "price": 1}},
+    }
     assert orjson.loads(first) == expected
     mirror.apply(2, {"A": {"symbol": "A", "price": 2}})
     assert orjson.loads(mirror.full_snapshot_frame())["data"]["A"]["price"] == 2
@@ -63,3 +68,17 @@ def test_old_seq_after_applying_means_the_sequence_restarted() -> None:
     assert mirror.check(1) is Step.GAP  # Redis flushed, a producer began again: reload
     mirror.load(1, {})
     assert mirror.check(1) is Step.STALE
+
+
+def test_a_new_epoch_changes_every_symbol_and_since_is_exact() -> None:
+    mirror = Mirror()
+    quotes = {s: {"symbol": s, "seq": n, "price": 1} for n, s in enumerate("ABC", start=1)}
+    mirror.load(3, quotes, "e1")
+    assert mirror.load(3, quotes, "e1") == set()
+    assert mirror.load(3, quotes, "e2") == {"A", "B", "C"}
+    assert mirror.epoch == "e2"
+    mirror.apply(4, {"A": {"symbol": "A", "seq": 4, "price": 2}})
+    assert set(mirror.since(1)) == {"B", "C", "A"}
+    assert set(mirror.since(2)) == {"C", "A"}
+    assert mirror.since(3, ["A", "B", "ZZZ"]) == {"A": {"symbol": "A", "seq": 4, "price": 2}}
+    assert mirror.since(4) == {}

@@ -5,7 +5,7 @@ stream machinery's narrow read view (:class:`~tickerhub_api.stream.reads.Reads`:
 quotes from the process's mirror while it is ready, else from Redis), the
 history service and the settings, all created with the app (``app.py``). They
 answer 503 only if Redis itself fails. Every quote response carries the seq it
-reflects in ``X-TickerHub-Seq``.
+reflects in ``X-TickerHub-Seq`` and its epoch in ``X-TickerHub-Epoch``.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from tickerhub_core.symbols import InvalidSymbolError, normalize_symbol, parse_s
 router = APIRouter()
 
 SEQ_HEADER = "X-TickerHub-Seq"
+EPOCH_HEADER = "X-TickerHub-Epoch"
 READY_PING_TIMEOUT = 2.0
 
 # FastAPI's ``responses=`` type: keys may be status codes or "default".
@@ -110,10 +111,11 @@ def _symbol(raw: str) -> str:
 )
 async def tickers(reads: ReadsDep, response: Response) -> Any:
     try:
-        seq, quotes = await reads.snapshot()
+        seq, epoch, quotes = await reads.snapshot()
     except RedisError as exc:
         raise _unavailable("quotes are", exc) from None
     response.headers[SEQ_HEADER] = str(seq)
+    response.headers[EPOCH_HEADER] = epoch
     return quotes
 
 
@@ -126,12 +128,13 @@ async def tickers(reads: ReadsDep, response: Response) -> Any:
 async def ticker(symbol: SymbolPath, reads: ReadsDep, response: Response) -> Any:
     canonical = _symbol(symbol)
     try:
-        seq, quote = await reads.quote(canonical)
+        seq, epoch, quote = await reads.quote(canonical)
     except RedisError as exc:
         raise _unavailable("quotes are", exc) from None
     if quote is None:
         raise ApiError(404, f"unknown symbol: {canonical}")
     response.headers[SEQ_HEADER] = str(seq)
+    response.headers[EPOCH_HEADER] = epoch
     return quote
 
 

@@ -4,18 +4,35 @@ News has no sequence numbers and arrives a few items a minute, so unlike
 prices there is no in-process copy: snapshots are read from Redis
 (``NewsStore.recent``). Items published while a connection's snapshot is being
 read are held and sent after it, minus the ones the snapshot already has.
+
+A reconnecting client names the newest item it holds (``?since=<id>`` or
+``{"resume": {"id": ...}}``); while that item is still kept, it gets only the
+items published after it (by ``published_at``, the order of the news list).
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from redis.exceptions import RedisError
 
 from tickerhub_api.stream.connection import Connection
 from tickerhub_api.stream.mirror import Mirror
-from tickerhub_api.stream.protocol import UNAVAILABLE, Command, encode, error_frame
+from tickerhub_api.stream.protocol import (
+    BAD_VALUE,
+    KEEP,
+    UNAVAILABLE,
+    Command,
+    NewsPoint,
+    Opening,
+    ProtocolError,
+    Resume,
+    encode,
+    error_frame,
+    parse_opening,
+)
 from tickerhub_api.stream.streams import Stream, listed
 from tickerhub_core import wire
 from tickerhub_core.models import NewsItem
@@ -37,9 +54,33 @@ class NewsStream(Stream):
         self._holding: dict[Connection, list[NewsItem]] = {}
         self._locks: dict[Connection, asyncio.Lock] = {}
 
-    async def _attached(self, conn: Connection) -> None:
+    def opening(self, params: Mapping[str, str]) -> Opening:
+        return parse_opening(params, self._max_symbols, news=True)
+
+    async def _attached(self, conn: Connection, opening: Opening) -> None:
         self._locks[conn] = asyncio.Lock()
-        await self.send_snapshot(conn)
+        reply = None
+        if opening.symbols is not None:
+            self._set_watch(conn, set(opening.symbols))
+            reply = self._watch_reply(conn, opening.symbols)
+        point = opening.resume if isinstance(opening.resume, NewsPoint) else None
+        await self.send_snapshot(conn, reply, since=point)
+
+    async def _resume(self, conn: Connection, message: Resume) -> None:
+        if not isinstance(message.point, NewsPoint):
+            raise ProtocolError(BAD_VALUE, '/ws/news resumes from {"id": "<newest item id>"}')
+        reply = None
+        if message.symbols is not KEEP:
+            symbols = message.symbols
+            self._set_watch(conn, None if symbols is None else set(symbols))
+            reply = self._watch_reply(conn, symbols or ())
+        await self.send_snapshot(conn, reply, since=message.point)
+
+    def _watch_reply(self, conn: Connection, asked: Iterable[str]) -> dict[str, Any]:
+        return {
+            "watchlist": listed(conn.watch),
+            "unknown": [s for s in asked if s not in self._mirror],
+        }
 
     def detach(self, conn: Connection) -> None:
         super().detach(conn)
@@ -72,21 +113,35 @@ class NewsStream(Stream):
                 self._set_watch(conn, conn.watch.union(added))
         else:
             self._set_watch(conn, None if symbols is None else set(symbols))
-        reply = {
-            "watchlist": listed(conn.watch),
-            "unknown": [s for s in symbols or () if s not in self._mirror],
-        }
-        await self.send_snapshot(conn, reply)
+        await self.send_snapshot(conn, self._watch_reply(conn, symbols or ()))
 
-    async def send_snapshot(self, conn: Connection, reply: dict[str, Any] | None = None) -> None:
-        """Queue ``{"type":"snapshot","data":[recent items]}`` filtered by the watchlist."""
+    async def send_snapshot(
+        self,
+        conn: Connection,
+        reply: dict[str, Any] | None = None,
+        since: NewsPoint | None = None,
+    ) -> None:
+        """Queue ``{"type":"snapshot","data":[recent items]}`` filtered by the watchlist.
+
+        With ``since``: only the items after it (``partial``, ``resumed``) while that
+        item is still kept, else the full snapshot with ``"resumed": false``.
+        """
         lock = self._locks.get(conn)
         if lock is None:
             return
         async with lock:
             self._holding[conn] = []
+            head: dict[str, Any] = {"type": "snapshot"}
             try:
-                items = await self._store.recent(self._limit, conn.watch)
+                items = None
+                if since is not None:
+                    items = await self._store.since(since.id, self._limit, conn.watch)
+                    if items is None:
+                        head.update(resumed=False, reason="unknown_id")
+                    else:
+                        head.update(partial=True, resumed=True)
+                if items is None:
+                    items = await self._store.recent(self._limit, conn.watch)
             except RedisError:
                 # The hub resyncs every news connection once Redis is back.
                 conn.send_frame(error_frame(UNAVAILABLE, "news is unavailable right now"))
@@ -95,7 +150,7 @@ class NewsStream(Stream):
                 held = self._holding.pop(conn, [])
             if conn not in self.connections:
                 return
-            conn.send_frame(encode({"type": "snapshot", "data": items, **(reply or {})}))
+            conn.send_frame(encode({**head, "data": items, **(reply or {})}))
             seen = {item["id"] for item in items}
             late = [item for item in held if item["id"] not in seen and self._wants(conn, item)]
             if late:

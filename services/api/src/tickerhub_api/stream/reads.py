@@ -27,20 +27,21 @@ class Reads:
     def __init__(self, hub: Hub) -> None:
         self._hub = hub
 
-    async def snapshot(self) -> tuple[int, dict[str, Quote]]:
-        """``(seq, every symbol's quote)``."""
+    async def snapshot(self) -> tuple[int, str, dict[str, Quote]]:
+        """``(seq, epoch, every symbol's quote)``, read together."""
         hub = self._hub
         if hub.ready:
-            return hub.mirror.seq, hub.mirror.view()
-        return await hub.snapshots.load()
+            return hub.mirror.seq, hub.mirror.epoch, hub.mirror.view()
+        snapshot = await hub.snapshots.load_snapshot()
+        return snapshot.seq, snapshot.epoch, snapshot.quotes
 
-    async def quote(self, symbol: str) -> tuple[int, Quote | None]:
-        """``(seq, the quote)``; ``None`` for an unknown symbol."""
+    async def quote(self, symbol: str) -> tuple[int, str, Quote | None]:
+        """``(seq, epoch, the quote)``; ``None`` for an unknown symbol."""
         hub = self._hub
         if hub.ready:
-            return hub.mirror.seq, hub.mirror.get(symbol)
-        seq, quotes = await hub.snapshots.load()
-        return seq, quotes.get(symbol)
+            return hub.mirror.seq, hub.mirror.epoch, hub.mirror.get(symbol)
+        snapshot = await hub.snapshots.load_snapshot()
+        return snapshot.seq, snapshot.epoch, snapshot.quotes.get(symbol)
 
     async def news(self, count: int, symbols: list[str] | None) -> list[NewsItem]:
         """The ``count`` most recent items, newest first, about any of ``symbols`` (None: all)."""
