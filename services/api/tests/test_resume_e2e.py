@@ -142,16 +142,17 @@ async def test_redis_restarted_empty_then_the_poller_restores_it_means_a_new_epo
     own_redis_server: Any, procs: Procs
 ) -> None:
     url = own_redis_server.url
-    procs(poller_process(url, SYMBOLS).start())
+    procs(poller_process(url, SYMBOLS))
     api = start_api(procs, url)
     start = await first_snapshot(api)
     own_redis_server.restart()  # no persistence: Redis comes back empty
 
     async def restored() -> bool:
-        try:
-            response = await rest(api)
-        except httpx.HTTPError:
-            return False
+        # Ready first: until then REST reads Redis, which may be ahead of the api's copy.
+        async with httpx.AsyncClient() as http:
+            if (await http.get(f"{api.http}/readyz")).status_code != 200:
+                return False
+            response = await http.get(f"{api.http}/tickers")
         return response.headers["X-TickerHub-Epoch"] != start["epoch"] and len(response.json()) == 4
 
     await eventually(restored, "the poller to write its snapshot back, under a new epoch")
@@ -180,7 +181,7 @@ async def test_bad_resume_values_get_bad_value_and_the_connection_stays(
 async def test_client_resumes_across_an_api_kill_and_restart(
     redis_server: Any, procs: Procs
 ) -> None:
-    poller = procs(poller_process(redis_server.url, SYMBOLS).start())
+    poller = procs(poller_process(redis_server.url, SYMBOLS))
     api = start_api(procs, redis_server.url)
     client = PricesClient(
         api.ws, symbols=["AAPL", "TSLA"], backoff=Backoff(initial=0.1, factor=2, maximum=1.0)
@@ -217,7 +218,7 @@ async def test_client_resumes_across_an_api_kill_and_restart(
 async def test_max_rate_one_paces_every_client_and_ends_equal_to_rest(
     redis_server: Any, procs: Procs
 ) -> None:
-    poller = procs(poller_process(redis_server.url, SYMBOLS).start())
+    poller = procs(poller_process(redis_server.url, SYMBOLS))
     api = start_api(procs, redis_server.url)
     clients = [PricesClient(api.ws, symbols=list(SYMBOLS), max_rate=1) for _ in range(3)]
     diffs: list[list[float]] = [[] for _ in clients]
