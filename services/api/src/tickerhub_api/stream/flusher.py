@@ -61,6 +61,10 @@ class Flusher:
             self._timer = asyncio.get_running_loop().call_at(when, self._fire)
             self._timer_at = when
 
+    def scheduled(self, target: Flushable) -> bool:
+        """Whether ``target`` waits in the timer heap (it will be marked when due)."""
+        return target in self._due
+
     @property
     def paced(self) -> int:
         """Connections waiting for their next diff to be due (bounded by the connections)."""

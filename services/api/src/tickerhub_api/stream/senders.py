@@ -46,6 +46,13 @@ class FastSender:
         return repr(self._conn)
 
     def wake(self) -> None:
+        conn = self._conn
+        if (
+            conn.min_interval is not None
+            and self._flusher.scheduled(self)
+            and not conn.outbox.queued_frames
+        ):
+            return  # max_rate: a diff merged while not due; the flusher's timer sends it
         self._flusher.mark(self)
 
     def close(self) -> None:
