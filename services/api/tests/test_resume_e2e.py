@@ -19,6 +19,8 @@ from redis.asyncio import Redis
 from tickerhub_client import Diff, Message, PricesClient, Reconnecting, Snapshot
 from tickerhub_client.backoff import Backoff
 from tickerhub_core import wire
+from tickerhub_core.keys import RedisKeys
+from tickerhub_core.store import NewsStore
 from tickerhub_testkit.processes import ApiProcess, Procs, poller_process, start_api
 from tickerhub_testkit.producer import Producer
 from tickerhub_testkit.wait import WAIT, eventually
@@ -252,3 +254,37 @@ async def test_max_rate_one_paces_every_client_and_ends_equal_to_rest(
         for client in clients:
             await client.close()
         await asyncio.wait_for(asyncio.gather(*tasks), WAIT)
+
+
+async def test_news_resume_sends_the_items_after_the_clients_newest(
+    redis_server: Any, redis: Redis, procs: Procs
+) -> None:
+    store = NewsStore(redis, RedisKeys())
+
+    def item(i: int, *tickers: str) -> dict[str, Any]:
+        return {
+            "id": f"n{i}",
+            "title": f"t{i}",
+            "publisher": None,
+            "link": None,
+            "published_at": f"2026-01-{i:02d}T00:00:00Z",
+            "tickers": list(tickers),
+        }
+
+    await store.add([item(1, "AAPL"), item(2, "MSFT"), item(3, "AAPL")], 50)
+    api = start_api(procs, redis_server.url)
+    await store.add([item(4, "AAPL"), item(5, "MSFT"), item(6, "AAPL", "TSLA")], 50)
+    async with websockets.connect(f"{api.ws}/ws/news?since=n3&symbols=AAPL") as ws:
+        answer = await recv(ws)
+    assert (answer["partial"], answer["resumed"]) == (True, True)
+    assert [i["id"] for i in answer["data"]] == ["n6", "n4"]
+    assert answer["watchlist"] == ["AAPL"]
+    async with websockets.connect(f"{api.ws}/ws/news") as ws:
+        await recv(ws)
+        await ws.send('{"resume": {"id": "gone"}}')
+        refused = await recv(ws)
+        assert (refused["resumed"], refused["reason"]) == (False, "unknown_id")
+        assert [i["id"] for i in refused["data"]][:2] == ["n6", "n5"]
+        await ws.send('{"resume": {"seq": 1, "epoch": "e"}}')
+        error = await recv(ws)
+        assert (error["type"], error["code"]) == ("error", "bad_value")
