@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import orjson
 
 from tickerhub_api.stream.mirror import Mirror, Step
@@ -72,7 +74,9 @@ def test_old_seq_after_applying_means_the_sequence_restarted() -> None:
 
 def test_a_new_epoch_changes_every_symbol_and_since_is_exact() -> None:
     mirror = Mirror()
-    quotes = {s: {"symbol": s, "seq": n, "price": 1} for n, s in enumerate("ABC", start=1)}
+    quotes: dict[str, Any] = {
+        s: {"symbol": s, "seq": n, "price": 1} for n, s in enumerate("ABC", start=1)
+    }
     mirror.load(3, quotes, "e1")
     assert mirror.load(3, quotes, "e1") == set()
     assert mirror.load(3, quotes, "e2") == {"A", "B", "C"}

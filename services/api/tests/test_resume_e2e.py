@@ -248,8 +248,11 @@ async def test_max_rate_one_paces_every_client_and_ends_equal_to_rest(
             assert min(gaps) > 0.5, gaps  # 1 s apart when sent; receive-side jitter only
         assert answers == [{"type": "max_rate", "max_rate": 1.0}] * 3
         expected = (await rest(api)).json()
-        for client in clients:
-            await eventually(lambda c=client: dict(c.quotes) == expected, "final state = REST")
+
+        def all_equal() -> bool:
+            return all(dict(c.quotes) == expected for c in clients)
+
+        await eventually(all_equal, "every client's final state = REST")
     finally:
         for client in clients:
             await client.close()
@@ -261,7 +264,7 @@ async def test_news_resume_sends_the_items_after_the_clients_newest(
 ) -> None:
     store = NewsStore(redis, RedisKeys())
 
-    def item(i: int, *tickers: str) -> dict[str, Any]:
+    def item(i: int, *tickers: str) -> Any:
         return {
             "id": f"n{i}",
             "title": f"t{i}",

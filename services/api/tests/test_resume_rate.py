@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import orjson
 import pytest
@@ -11,11 +12,11 @@ from tickerhub_api.stream.connection import Connection
 from tickerhub_api.stream.flusher import Flusher
 from tickerhub_api.stream.mirror import Mirror
 from tickerhub_api.stream.prices import PriceStream
-from tickerhub_api.stream.protocol import BAD_VALUE, CloseCode, parse_opening
+from tickerhub_api.stream.protocol import BAD_VALUE, CloseCode, ResumePoint, parse_opening
 from tickerhub_api.stream.senders import AsgiSender
 
 
-def quote(symbol: str, seq: int, price: float = 1.0) -> dict:
+def quote(symbol: str, seq: int, price: float = 1.0) -> Any:
     return {"symbol": symbol, "seq": seq, "price": price}
 
 
@@ -165,6 +166,7 @@ async def test_resume_before_the_first_load_is_answered_by_it() -> None:
 
 def test_parse_opening_accepts_good_values() -> None:
     opening = parse_opening({"since": "12", "epoch": "ab12", "max_rate": "2.5"}, 10)
+    assert isinstance(opening.resume, ResumePoint)
     assert (opening.resume.seq, opening.resume.epoch, opening.max_rate) == (12, "ab12", 2.5)
     assert opening.errors == ()
     assert parse_opening({"max_rate": "null"}, 10).max_rate is None

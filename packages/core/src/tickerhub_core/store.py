@@ -227,11 +227,10 @@ class NewsStore:
         score = await self._redis.zscore(self._keys.news, item_id)
         if score is None:
             return None
-        ids = [
-            i
-            for i in await self._redis.zrevrangebyscore(self._keys.news, "+inf", score)
-            if _text(i) != item_id
-        ]
+        newer = cast(
+            list[bytes], await self._redis.zrevrangebyscore(self._keys.news, "+inf", score)
+        )
+        ids = [i for i in newer if _text(i) != item_id]
         if not ids:
             return []
         raw = await self._redis.hmget(self._keys.news_items, ids)
