@@ -30,3 +30,35 @@ def test_profile_summary_self_and_inclusive_shares():
 def test_frame_name_drops_line_numbers_and_site_packages():
     frame = "send (/x/.venv/lib/python3.11/site-packages/starlette/websockets.py:77)"
     assert frame_name(frame) == "send (starlette/websockets.py)"
+
+
+def test_storm_and_max_rate_rows_and_verdicts():
+    from dataclasses import asdict
+
+    from tickerhub_bench.report import table
+    from tickerhub_bench.scenarios import scenarios
+
+    r, m = scenarios(False, "RM")
+    assert (r.storm, r.watch, m.client_rate) == (True, 10, 1.0)
+    assert [s.name for s in scenarios(False, None)] == list("ABCDE")
+    mode = {"reconnected": 60, "converged_s": 1.0, "check": {"mismatched_clients": 0}}
+    results = {
+        "machine": {"nproc": 2, "cpu_model": "x", "python": "3", "redis": "7"},
+        "options": {"full": False},
+        "scenarios": {
+            "R": {
+                "scenario": asdict(r),
+                "ours": {"resume": {**mode, "bytes": 50}, "full": {**mode, "bytes": 1000},
+                         "bytes_ratio": 0.05},
+            },
+            "M": {
+                "scenario": asdict(m),
+                "ours": {"max_diff_frames_per_client_s": 0.98, "check": {"mismatched_clients": 0}},
+            },
+        },
+    }  # fmt: skip
+    text = table(results)
+    assert "resume bytes / full bytes" in text
+    assert "20.0x" in text  # 1000 bytes full / 50 with resume
+    assert "R: resume <= 10% of the bytes, converged <= 10 s MET" in text
+    assert "M: <= 1 frame/client/s, final state = REST       MET" in text

@@ -26,7 +26,10 @@ def parse(argv: list[str] | None = None) -> Options:
         help="the issue's sizes (1,000 / 10,000 clients); default is a quick run",
     )
     p.add_argument(
-        "--scenarios", default="ABCDEF", help="which scenarios, e.g. AB (default ABCDEF)"
+        "--scenarios",
+        default="ABCDEF",
+        help="which scenarios, e.g. AB (default ABCDEF); R = reconnect storm, M = max_rate "
+        "(issue 9)",
     )
     p.add_argument(
         "--targets", default="ours,baseline", help="comma list of ours,baseline (default both)"
@@ -47,6 +50,7 @@ def parse(argv: list[str] | None = None) -> Options:
         help="py-spy record the api for this long during A and B",
     )
     p.add_argument("--connect-concurrency", type=int, default=200)
+    p.add_argument("--clients", type=int, help="override every scenario's client count (smoke)")
     p.add_argument("--quiet", action="store_true", help="no progress line")
     a = p.parse_args(argv)  # fmt: skip
     return Options(
@@ -61,6 +65,7 @@ def parse(argv: list[str] | None = None) -> Options:
         baseline_url=a.baseline_url,
         profile_seconds=a.profile,
         connect_concurrency=a.connect_concurrency,
+        clients=a.clients,
         quiet=a.quiet,
         json=a.json,
         json_out=a.json_out,

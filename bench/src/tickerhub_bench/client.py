@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
+from urllib.parse import urlencode
 
 import orjson
 from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
@@ -56,12 +57,32 @@ class Group:
 
 
 class Client(WSListener):
-    def __init__(self, worker: Worker, index: int, watch: list[str] | None, stalled: bool):
+    def __init__(
+        self,
+        worker: Worker,
+        index: int,
+        watch: list[str] | None,
+        stalled: bool,
+        url_watch: bool = False,
+        view: ClientView | None = None,
+    ):
         self.worker = worker
         self.index = index
         self.watch = watch
-        self.view = ClientView(watch)
+        self.view = view if view is not None else ClientView(watch)
         self.stalled = stalled
+        # The watchlist went on the URL (?symbols=): the first snapshot is already
+        # filtered, and no {"watchlist"} message is sent.
+        self.url_watch = url_watch
+        self.url = ""
+        self.received = 0  # payload bytes received on this connection
+        self.seq = 0
+        self.epoch: str | None = None
+        self.resumed: bool | None = None
+        # Diff frames while measuring, and when the first and last arrived (ns): the
+        # max_rate scenario's rate is (count - 1) / (last - first) per client.
+        self.measured_diffs = 0
+        self.first_diff_ns = self.last_diff_ns = 0
         self.transport: WSTransport | None = None
         self.snapshots = 0
         self.ready = asyncio.get_running_loop().create_future()
@@ -71,7 +92,7 @@ class Client(WSListener):
 
     def on_ws_connected(self, transport: WSTransport) -> None:
         self.transport = transport
-        if self.watch is not None:
+        if self.watch is not None and not self.url_watch:
             transport.send(WSMsgType.TEXT, orjson.dumps({"watchlist": self.watch}))
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
@@ -98,8 +119,10 @@ class Client(WSListener):
     def on_message(self, payload: bytes, now: int) -> None:
         worker = self.worker
         worker.frames += 1
+        self.received += len(payload)
         if (
             self.watch is not None
+            and not self.url_watch
             and self.snapshots == 0
             and payload.startswith(b'{"type":"snapshot"')
         ):
@@ -108,7 +131,13 @@ class Client(WSListener):
             return
         msg = orjson.loads(payload)
         kind = msg.get("type")
+        self.seq = max(self.seq, msg.get("seq") or 0)
         if kind == "diff":
+            if worker.measuring:
+                self.measured_diffs += 1
+                self.last_diff_ns = now
+                if not self.first_diff_ns:
+                    self.first_diff_ns = now
             applied = self.view.apply_diff(msg)
             if not applied:
                 return
@@ -127,8 +156,12 @@ class Client(WSListener):
                             record((now - published) / 1e6)
         elif kind == "snapshot":
             self.snapshots += 1
-            self.view.apply_snapshot(msg)
-            wanted = 2 if self.watch is not None else 1
+            if "epoch" in msg:
+                self.epoch = msg["epoch"]
+            if "resumed" in msg:
+                self.resumed = msg["resumed"]
+            self.view.apply_snapshot(msg)  # a partial one (a resume answer) merges
+            wanted = 2 if self.watch is not None and not self.url_watch else 1
             if self.snapshots >= wanted and not self.ready.done():
                 self.ready.set_result(None)
         else:
@@ -173,6 +206,7 @@ class Worker:
                         max_frame_size=64 * 1024 * 1024,
                     )
                     assert isinstance(client, Client)
+                    client.url = url.split("?", 1)[0]
                     self.clients.append(client)
                     if stalled:
                         sock = transport.underlying_transport.get_extra_info("socket")
@@ -187,9 +221,63 @@ class Worker:
         await asyncio.gather(*(one(base + i, *spec) for i, spec in enumerate(specs)))
         return {"seconds": time.monotonic() - t0, "errors": errors, "connected": len(self.clients)}
 
+    async def cmd_reconnect(self, resume: bool, concurrency: int, limit: float) -> dict[str, Any]:
+        """Reconnect every client (their api was killed) at once, keeping each view.
+
+        The watchlist goes on the URL, and with ``resume`` the view's ``seq`` and
+        ``epoch`` too. Returns the bytes received on the new connections so far
+        (the storm's cost; read again after convergence with ``received``).
+        """
+        sem = asyncio.Semaphore(concurrency)
+        errors: list[str] = []
+        old, self.clients = self.clients, []
+        t0 = time.monotonic()
+
+        async def one(prev: Client) -> None:
+            params = {} if prev.watch is None else {"symbols": ",".join(prev.watch)}
+            if resume and prev.epoch is not None:
+                params.update(since=str(prev.seq), epoch=prev.epoch)
+            url = prev.url + ("?" + urlencode(params, safe=",") if params else "")
+            async with sem:
+                try:
+                    _, client = await ws_connect(
+                        lambda: Client(self, prev.index, prev.watch, False, True, prev.view),
+                        url,
+                        websocket_handshake_timeout=limit,
+                        max_frame_size=64 * 1024 * 1024,
+                    )
+                    assert isinstance(client, Client)
+                    client.url, client.seq, client.epoch = prev.url, prev.seq, prev.epoch
+                    self.clients.append(client)
+                    await asyncio.wait_for(client.ready, limit)
+                except Exception as exc:
+                    errors.append(f"{type(exc).__name__}: {exc}"[:200])
+
+        await asyncio.gather(*(one(c) for c in old))
+        return {
+            "seconds": time.monotonic() - t0,
+            "errors": errors,
+            "connected": len(self.clients),
+            "resumed": sum(c.resumed is True for c in self.clients),
+        }
+
+    def cmd_paced(self) -> dict[str, Any]:
+        """Diff frames per client while measuring: the max_rate scenario's figure."""
+        rates = [
+            (c.measured_diffs - 1) * 1e9 / (c.last_diff_ns - c.first_diff_ns)
+            for c in self.clients
+            if c.measured_diffs >= 2 and c.last_diff_ns > c.first_diff_ns
+        ]
+        return {"max": max(rates, default=0.0), "total": sum(rates), "clients": len(rates)}
+
+    def cmd_received(self) -> dict[str, Any]:
+        return {"bytes": sum(c.received for c in self.clients), "clients": len(self.clients)}
+
     def cmd_measure(self, on: bool, since_seq: int = 0) -> dict[str, Any]:
         """Start (or stop) counting updates whose ``seq`` is above ``since_seq``."""
         if on:
+            for c in self.clients:
+                c.measured_diffs = c.first_diff_ns = c.last_diff_ns = 0
             self.since_seq = since_seq
             self.group = Group()
             self.stalled_group = Group()

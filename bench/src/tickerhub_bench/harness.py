@@ -181,6 +181,14 @@ class ServerProc:
                 raise TimeoutError(f"{self.kind} not ready on {self.url}")
             time.sleep(0.1)
 
+    def kill(self) -> None:
+        """SIGKILL, as a crash: clients see their connections drop without a close frame."""
+        if self.proc is None:
+            return
+        self.proc.kill()
+        self.proc.wait()
+        self.proc = None
+
     def stop(self) -> None:
         if self.proc is None:
             return

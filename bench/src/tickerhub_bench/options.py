@@ -20,6 +20,7 @@ class Options:
     baseline_url: str | None
     profile_seconds: float
     connect_concurrency: int = 200
+    clients: int | None = None  # override every scenario's client count (smoke runs)
     quiet: bool = False
     json: bool = False
     json_out: str | None = None

@@ -45,6 +45,8 @@ def rows_for(name: str, entry: dict[str, Any]) -> list[Row]:
     for side, data in (("ours", ours), ("baseline", base)):
         if "error" in data:
             rows.append((f"ERROR ({side})", data["error"][:60], "", ""))
+    if entry["scenario"].get("storm"):
+        return storm_rows(ours)
     if entry["scenario"]["saturation"]:
         if name == "E":
             single = entry.get("single") or {}
@@ -74,6 +76,9 @@ def rows_for(name: str, entry: dict[str, Any]) -> list[Row]:
         rows.append(("  statuses / errors", str(rest.get("statuses")), str(rest.get("errors")), ""))
         add("final-state mismatches (clients)", ("check", "mismatched_clients"), "d", None)
         return rows
+    if entry["scenario"].get("client_rate"):
+        add("diff frames per client per s (mean)", ("diff_frames_per_client_s",), ".2f", None)
+        add("diff frames per client per s (max)", ("max_diff_frames_per_client_s",), ".2f", None)
     add("clients connected", ("connect", "connected"), "d", None)
     add("connect time s", ("connect", "seconds"), ".1f", True)
     add("updates published", ("published",), "d", None)
@@ -96,6 +101,26 @@ def rows_for(name: str, entry: dict[str, Any]) -> list[Row]:
     add("api peak RSS MiB", ("peak_rss_mib",), ".0f", True)
     add("api RSS per connection KiB", ("connect", "rss_per_conn_kib"), ".1f", True)
     add("loadgen CPU % (busiest worker)", ("loadgen_worker_max_pct",), ".0f", None)
+    return rows
+
+
+def storm_rows(result: dict[str, Any]) -> list[Row]:
+    """Scenario R: the "ours" column is with resume, "baseline" without (full snapshots)."""
+    rows: list[Row] = [("(columns: with resume | without)", "resume", "full", "")]
+    resume, full = result.get("resume") or {}, result.get("full") or {}
+    for label, path, fmt, lower in (
+        ("symbols changed while the api was down", ("changed_share",), ".1%", None),
+        ("clients reconnected", ("reconnected",), "d", None),
+        ("  answered with resumed: true", ("resumed",), "d", None),
+        ("all converged, s after api ready", ("converged_s",), ".2f", True),
+        ("bytes received (payload)", ("bytes",), "d", True),
+        ("not converged", ("not_converged",), "d", None),
+        ("final-state mismatches (clients)", ("check", "mismatched_clients"), "d", None),
+        ("reconnect errors", ("errors",), "d", None),
+    ):
+        a, b = _get(resume, *path), _get(full, *path)
+        rows.append((label, _fmt(a, fmt), _fmt(b, fmt), "" if lower is None else gain(a, b, lower)))
+    rows.append(("resume bytes / full bytes", _fmt(result.get("bytes_ratio"), ".3f"), "", ""))
     return rows
 
 
@@ -143,6 +168,20 @@ def verdicts(results: dict[str, Any]) -> list[str]:
         a, b = _get(sc, "E", "ours", "max_rate"), _get(sc, "E", "single", "max_rate")
         ok = None if not a or not b else a >= 1.6 * b
         line("E: 2 processes >= 1.6x one", ok, f"{_fmt(a, '.0f')} vs {_fmt(b, '.0f')} upd/s")
+    if "R" in sc:
+        ratio = _get(sc, "R", "ours", "bytes_ratio")
+        secs = _get(sc, "R", "ours", "resume", "converged_s")
+        ok = None if ratio is None or secs is None else (ratio <= 0.10 and secs <= 10)
+        line("R: resume <= 10% of the bytes, converged <= 10 s", ok,
+             f"{_fmt(ratio, '.3f')} of the bytes, {_fmt(secs, '.2f')} s")  # fmt: skip
+    if "M" in sc:
+        fmax = _get(sc, "M", "ours", "max_diff_frames_per_client_s")
+        cpu, cpu_a = _get(sc, "M", "ours", "api_cpu_pct"), _get(sc, "A", "ours", "api_cpu_pct")
+        mm = _get(sc, "M", "ours", "check", "mismatched_clients")
+        ok = None if fmax is None else (fmax <= 1.0 and mm == 0)
+        line("M: <= 1 frame/client/s, final state = REST", ok,
+             f"max {_fmt(fmax, '.2f')} frames/client/s, mismatches {mm}, "
+             f"api CPU {_fmt(cpu, '.0f')}% vs A {_fmt(cpu_a, '.0f')}%")  # fmt: skip
     return out
 
 

@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 from redis.asyncio import Redis
 
-from tickerhub_bench import profile
+from tickerhub_bench import profile, storm
 from tickerhub_bench.client import CTR_CONNECTED, CTR_UPDATES
 from tickerhub_bench.harness import (
     Injector,
@@ -77,12 +77,16 @@ class Runner:
             "full": self.opts.full, "workers": self.opts.workers, "targets": self.opts.targets,
         }}  # fmt: skip
         for sc in scenarios(self.opts.full, self.opts.only):
+            if self.opts.clients:
+                sc.clients = self.opts.clients
             entry: dict[str, Any] = {"scenario": asdict(sc)}
             for target in self.opts.targets:
-                if sc.name in ("E", "F") and target == "baseline":
-                    continue  # scale-out and the REST flood compare our api with itself
+                if sc.name in "EFRM" and target == "baseline":
+                    continue  # scale-out, REST flood, resume and max_rate: our api vs itself
                 try:
-                    if sc.saturation:
+                    if sc.storm:
+                        entry[target] = await storm.run(self, sc)
+                    elif sc.saturation:
                         entry[target] = await self.saturation(sc, target)
                     elif sc.rest_flood:
                         entry[target] = await self.rest_flood(sc, target)
@@ -128,6 +132,8 @@ class Runner:
             watch = sorted(rng.sample(symbols, sc.watch)) if sc.watch else None
             stalled = bool(stall_every) and i % stall_every == 0
             url = servers[i % len(servers)].ws_url
+            if sc.client_rate is not None:
+                url += f"?max_rate={sc.client_rate:g}"
             per_worker[i % self.opts.workers].append((url, watch, stalled))
             watchlists.append(watch)
         return per_worker, watchlists
@@ -320,6 +326,12 @@ class Runner:
                 profile_pid=prof_pid,
             )
             result["connect"] = conn
+            if sc.client_rate is not None:
+                paced = await self.workers.all("paced")  # type: ignore[union-attr]
+                clients = sum(p["clients"] for p in paced) or 1
+                # Per client: (diff frames - 1) / (time from its first to its last one).
+                result["diff_frames_per_client_s"] = sum(p["total"] for p in paced) / clients
+                result["max_diff_frames_per_client_s"] = max(p["max"] for p in paced)
             result["check"] = await self.check(servers, redis)
             result["peak_rss_mib"] = usage.peak_rss / 2**20
             lat = result["latency_normal"]

@@ -51,7 +51,13 @@ def test_resume_parameters_only_once_the_server_gave_an_epoch() -> None:
     client = PricesClient("ws://h:1", symbols=["AAPL", "BRK-B"])
     assert client._url() == "ws://h:1/ws/prices?symbols=AAPL,BRK-B"
     client.view.apply({"type": "snapshot", "seq": 7, "data": {}})
-    assert "since" not in client._url()  # no epoch: today's server cannot resume
+    assert "since" not in client._url()  # no epoch: a server before resume cannot resume
     client.view.apply({"type": "snapshot", "seq": 9, "data": {}, "epoch": "e 1"})
     assert client._url() == "ws://h:1/ws/prices?symbols=AAPL,BRK-B&since=9&epoch=e+1"
     assert "since" not in PricesClient("ws://h:1", resume=False)._url()
+
+
+def test_max_rate_goes_on_the_url() -> None:
+    assert PricesClient("ws://h:1", max_rate=2)._url() == "ws://h:1/ws/prices?max_rate=2"
+    assert PricesClient("ws://h:1", max_rate=0.5)._url() == "ws://h:1/ws/prices?max_rate=0.5"
+    assert PricesClient("ws://h:1")._url() == "ws://h:1/ws/prices"

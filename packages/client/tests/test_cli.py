@@ -141,3 +141,14 @@ def test_watch_with_a_bad_key_exits_one_with_the_reason(redis_server: Any, servi
     )
     assert good.returncode == 0, good.stderr
     assert "AAPL" in good.stdout
+
+
+def test_max_rate_option_is_checked_and_passed() -> None:
+    from tickerhub_client.cli import parse_args
+
+    assert parse_args(["watch", "AAPL", "--max-rate", "2"]).max_rate == 2.0
+    assert parse_args(["watch", "AAPL"]).max_rate is None
+    for bad in ("0", "500", "fast"):
+        with pytest.raises(SystemExit) as info:
+            parse_args(["watch", "AAPL", "--max-rate", bad])
+        assert info.value.code == 2

@@ -127,14 +127,13 @@ async def test_view_converges_to_rest(redis_server: Any, services: list) -> None
         await wait_for(lambda: follower.count(Diff) >= 10, "diffs from the poller")
         assert poller.stop() == 0
         await converge(client, api, ["AAPL", "MSFT"])
-        # Today's server ignores ?symbols=: the client set the watchlist the classic way.
+        # The server took the watchlist from ?symbols= and said so in the first snapshot.
         assert client.view.watchlist == ["AAPL", "MSFT"]
         assert client.symbols == ["AAPL", "MSFT"]
-        # Until the server applied the watchlist, the client kept its first snapshot and
-        # diffs to the watched symbols: no event ever showed another one.
         updates = [e for e in follower.events if isinstance(e, Snapshot | Diff)]
         assert isinstance(updates[0], Snapshot)
-        assert updates[0].watchlist is None  # today's server: the snapshot of everything
+        assert updates[0].watchlist == ["AAPL", "MSFT"]
+        assert updates[0].epoch is not None
         assert set(updates[0].data) == {"AAPL", "MSFT"}
         assert all(set(e.data) <= {"AAPL", "MSFT"} for e in updates)
         assert follower.error is None
@@ -240,9 +239,9 @@ async def test_news_stream(redis_server: Any, services: list) -> None:
             await wait_for(lambda: follower.count(News) == 1, "news")
             assert [i["id"] for i in client.items] == ["id4", "id1"]
             snapshots = [e for e in follower.events if isinstance(e, NewsSnapshot)]
-            # On connect (every item, kept to the watched ones), then the watchlist reply.
-            assert [[i["id"] for i in e.items] for e in snapshots] == [["id1"], ["id1"]]
-            assert [e.watchlist for e in snapshots] == [None, ["AAPL"]]
+            # One, on connect: the server took the watchlist from ?symbols=.
+            assert [[i["id"] for i in e.items] for e in snapshots] == [["id1"]]
+            assert [e.watchlist for e in snapshots] == [["AAPL"]]
     finally:
         await redis.aclose()
 

@@ -10,7 +10,7 @@ from redis.asyncio import Redis
 from tickerhub_core import wire
 from tickerhub_core.keys import RedisKeys
 from tickerhub_core.models import NewsItem
-from tickerhub_core.store import NewsStore, SnapshotStore
+from tickerhub_core.store import PUBLISH_DIFF_LUA, RESET_LUA, NewsStore, SnapshotStore
 
 pytestmark = pytest.mark.integration
 
@@ -200,3 +200,53 @@ async def test_restore_writes_news_back_and_announces_a_reset_not_news(redis) ->
         messages.append(orjson.loads(m["data"]))
     assert messages == [{"type": "reset"}]
     await pubsub.aclose()
+
+
+async def test_epoch_is_created_with_the_first_diff_and_kept_by_diffs(redis) -> None:
+    keys = RedisKeys("e1:")
+    store = SnapshotStore(redis, keys)
+    assert await redis.get(keys.prices_epoch) is None
+    await store.publish_diff(0, b"{}", {"A": _quote("A", 1, 1.0)})
+    first = await redis.get(keys.prices_epoch)
+    assert first is not None
+    assert len(first) == 16
+    await store.publish_diff(1, b"{}", {"A": _quote("A", 2, 2.0)})
+    snapshot = await store.load_snapshot()
+    assert (snapshot.seq, snapshot.epoch) == (2, first.decode())
+    # A refused compare-and-set changes nothing, the epoch included.
+    await store.publish_diff(0, b"{}", {"A": _quote("A", 1, 9.0)})
+    assert await redis.get(keys.prices_epoch) == first
+
+
+async def test_every_reset_and_every_wipe_gives_a_new_epoch(redis) -> None:
+    keys = RedisKeys("e2:")
+    store = SnapshotStore(redis, keys)
+    await store.publish_diff(0, b"{}", {"A": _quote("A", 1, 1.0)})
+    seen = {(await store.load_snapshot()).epoch}
+    for seq in (5, 5, 6):  # even a reset to the same seq is a new history
+        await store.reset(seq, {"A": _quote("A", seq, 1.0)})
+        epoch = (await store.load_snapshot()).epoch
+        assert epoch not in seen
+        seen.add(epoch)
+    # Redis wiped (restart without persistence): a reader creates a new one...
+    await redis.delete(keys.prices, keys.prices_seq, keys.prices_epoch)
+    wiped = await store.load_snapshot()
+    assert (wiped.seq, wiped.quotes) == (0, {})
+    assert wiped.epoch not in seen
+    # ...which the next reader sees too (created once, not per read).
+    assert (await store.load_snapshot()).epoch == wiped.epoch
+
+
+async def test_a_producer_without_the_epoch_key_still_publishes(redis) -> None:
+    """Producers written before epochs pass two KEYS; the script must not fail for them."""
+    keys = RedisKeys("e3:")
+    script = redis.register_script(PUBLISH_DIFF_LUA)
+    ok, seq = await script(
+        keys=[keys.prices, keys.prices_seq], args=[keys.prices_channel, 0, b"{}"]
+    )
+    assert (ok, seq) == (1, 1)
+    assert await redis.get(keys.prices_epoch) is None
+    reset = redis.register_script(RESET_LUA)
+    assert (
+        await reset(keys=[keys.prices, keys.prices_seq], args=[keys.prices_channel, 4, b"{}"]) == 4
+    )

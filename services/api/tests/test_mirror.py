@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import orjson
 
 from tickerhub_api.stream.mirror import Mirror, Step
@@ -46,10 +48,15 @@ def test_load_reports_changed_symbols() -> None:
 
 def test_full_snapshot_frame_is_cached_per_seq() -> None:
     mirror = Mirror()
-    mirror.load(1, {"A": {"symbol": "A", "price": 1}})
+    mirror.load(1, {"A": {"symbol": "A", "price": 1}}, "e1")
     first = mirror.full_snapshot_frame()
     assert mirror.full_snapshot_frame() is first
-    expected = {"type": "snapshot", "seq": 1, "data": {"A": {"symbol": "A", "price": 1}}}
+    expected = {
+        "type": "snapshot",
+        "seq": 1,
+        "epoch": "e1",
+        "data": {"A": {"symbol": "A", "price": 1}},
+    }
     assert orjson.loads(first) == expected
     mirror.apply(2, {"A": {"symbol": "A", "price": 2}})
     assert orjson.loads(mirror.full_snapshot_frame())["data"]["A"]["price"] == 2
@@ -75,3 +82,19 @@ def test_full_json_is_encoded_once_per_seq() -> None:
     assert orjson.loads(mirror.full_json())["AAPL"]["price"] == 2.0
     mirror.load(4, {"MSFT": {"symbol": "MSFT", "price": 5.0, "seq": 4}})  # same seq, reloaded
     assert set(orjson.loads(mirror.full_json())) == {"MSFT"}
+
+
+def test_a_new_epoch_changes_every_symbol_and_since_is_exact() -> None:
+    mirror = Mirror()
+    quotes: dict[str, Any] = {
+        s: {"symbol": s, "seq": n, "price": 1} for n, s in enumerate("ABC", start=1)
+    }
+    mirror.load(3, quotes, "e1")
+    assert mirror.load(3, quotes, "e1") == set()
+    assert mirror.load(3, quotes, "e2") == {"A", "B", "C"}
+    assert mirror.epoch == "e2"
+    mirror.apply(4, {"A": {"symbol": "A", "seq": 4, "price": 2}})
+    assert set(mirror.since(1)) == {"B", "C", "A"}
+    assert set(mirror.since(2)) == {"C", "A"}
+    assert mirror.since(3, ["A", "B", "ZZZ"]) == {"A": {"symbol": "A", "seq": 4, "price": 2}}
+    assert mirror.since(4) == {}

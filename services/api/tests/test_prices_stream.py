@@ -134,7 +134,12 @@ async def test_resync_only_affected(stream: PriceStream) -> None:
     assert snap_a["type"] == "snapshot"
     assert set(snap_a["data"]) == {"AAPL", "TSLA"}
     [snap_b] = drain(b)  # the pending diff was superseded by the snapshot
-    assert snap_b == {"type": "snapshot", "seq": 9, "data": {"AAPL": quote("AAPL", 9, 5.0)}}
+    assert snap_b == {
+        "type": "snapshot",
+        "seq": 9,
+        "epoch": "",
+        "data": {"AAPL": quote("AAPL", 9, 5.0)},
+    }
     assert drain(c) == []
 
 

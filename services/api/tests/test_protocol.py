@@ -10,6 +10,7 @@ from tickerhub_api.stream.protocol import (
     BAD_SYMBOL,
     BAD_TYPE,
     TOO_MANY_SYMBOLS,
+    ClientMessage,
     Command,
     Ping,
     ProtocolError,
@@ -17,7 +18,7 @@ from tickerhub_api.stream.protocol import (
 )
 
 
-def parse(text: str, max_symbols: int = 5) -> Ping | Command:
+def parse(text: str, max_symbols: int = 5) -> ClientMessage:
     return parse_message(text, max_symbols)
 
 

@@ -103,6 +103,9 @@ def test_tickers(client: TestClient) -> None:
     assert body["AAPL"]["price"] == 1.5
     assert body["AAPL"]["seq"] == 2
     assert response.headers["X-TickerHub-Seq"] == "2"
+    epoch = response.headers["X-TickerHub-Epoch"]
+    assert len(epoch) == 16
+    assert client.get("/tickers/aapl").headers["X-TickerHub-Epoch"] == epoch
 
 
 @pytest.mark.parametrize("raw", ["AAPL", "aapl", "Aapl"])

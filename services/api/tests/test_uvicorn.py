@@ -158,9 +158,9 @@ async def test_the_scope_carries_the_fast_channel(redis_server: Any, aapl_msft: 
     async with serving(redis_server.url, fast=True) as (base, hub):
         original = hub.prices.attach
 
-        async def attach(conn: Any) -> None:
+        async def attach(conn: Any, opening: Any = None) -> None:
             seen.append(conn.sender._channel)  # the channel the route took from the scope
-            await original(conn)
+            await original(conn, opening)
 
         hub.prices.attach = attach  # type: ignore[method-assign]
         async with websockets.connect(f"ws://{base}/ws/prices") as ws:

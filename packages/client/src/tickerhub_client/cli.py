@@ -39,6 +39,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="API key, sent as X-API-Key (env TICKERHUB_API_KEY keeps it out of `ps`)",
     )
     watch.add_argument(
+        "--max-rate",
+        type=float,
+        default=None,
+        metavar="N",
+        help="at most N updates a second from the server (0.1-100; default: as they come)",
+    )
+    watch.add_argument(
         "--once", action="store_true", help="print the table once the quotes arrived and exit"
     )
     args = parser.parse_args(argv)
@@ -46,6 +53,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         args.symbols = canonical_symbols(args.symbols)
     except ValueError as exc:
         parser.error(str(exc))
+    if args.max_rate is not None and not 0.1 <= args.max_rate <= 100:
+        parser.error("--max-rate must be from 0.1 to 100 (updates per second)")
     return args
 
 
@@ -103,7 +112,9 @@ async def watch(args: argparse.Namespace, console: Console) -> int:
     from rich.live import Live
 
     status = f"connecting to {args.url} …"
-    async with PricesClient(args.url, symbols=args.symbols, api_key=args.key) as client:
+    async with PricesClient(
+        args.url, symbols=args.symbols, api_key=args.key, max_rate=args.max_rate
+    ) as client:
         if args.once:
             async for event in client:
                 # The snapshot that states the watchlist holds every watched quote.

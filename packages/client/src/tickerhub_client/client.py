@@ -269,9 +269,25 @@ class PricesClient(_StreamClient[QuoteView]):
 
     path = "/ws/prices"
 
-    def __init__(self, url: str = "ws://localhost:8000", *, resume: bool = True, **kwargs: Any):
+    def __init__(
+        self,
+        url: str = "ws://localhost:8000",
+        *,
+        resume: bool = True,
+        max_rate: float | None = None,
+        **kwargs: Any,
+    ):
         super().__init__(url, QuoteView(), **kwargs)
         self.resume = resume
+        # Diff messages per second the server may send (0.1-100); None: as they come.
+        # Sent as ?max_rate= on every (re)connect.
+        self.max_rate = max_rate
+
+    async def set_max_rate(self, max_rate: float | None) -> None:
+        """Change the pace now (a ``max_rate`` message; ``Message`` event ``max_rate``
+        answers it) and on every reconnect."""
+        self.max_rate = max_rate
+        await self._send({"max_rate": max_rate})
 
     @property
     def quotes(self) -> Mapping[str, Quote]:
@@ -299,6 +315,8 @@ class PricesClient(_StreamClient[QuoteView]):
         view = self.view
         if self.resume and view.seq is not None and view.epoch is not None:
             params.update(since=str(view.seq), epoch=view.epoch)
+        if self.max_rate is not None:
+            params["max_rate"] = f"{self.max_rate:g}"
         return params
 
 

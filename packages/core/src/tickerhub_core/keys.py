@@ -25,6 +25,11 @@ class RedisKeys:
         return f"{self.prefix}prices:seq"
 
     @property
+    def prices_epoch(self) -> str:
+        """STRING: opaque id of the snapshot's history, new on every reset (resumes check it)."""
+        return f"{self.prefix}prices:epoch"
+
+    @property
     def producer_heartbeat(self) -> str:
         """STRING with a TTL: epoch ms of the producer's last confirmation that Redis is current."""
         return f"{self.prefix}prices:heartbeat"

@@ -8,6 +8,7 @@ The scripts are the public write interface described in ``docs/protocol.md``.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import cast
@@ -18,28 +19,53 @@ from tickerhub_core import wire
 from tickerhub_core.keys import RedisKeys
 from tickerhub_core.models import NewsItem, Quote
 
-# KEYS: prices hash, seq key. ARGV: channel, expected current seq, message, then
-# symbol/quote-JSON pairs. Compare-and-set on the sequence keeps concurrent
-# producers (or a producer racing a Redis restart) from interleaving wrongly.
-PUBLISH_DIFF_LUA = """
+# A new epoch: an opaque id that differs from every earlier one of this key. Lua
+# in Redis has no usable randomness (math.random is reseeded identically for
+# every script run), so it is a hash of the server's clock in microseconds, the
+# seq and the previous epoch: unique per reset, unpredictable enough for an id.
+_NEW_EPOCH_LUA = """
+local function new_epoch(seq, old)
+  local t = redis.call('TIME')
+  return string.sub(redis.sha1hex(t[1] .. '.' .. t[2] .. ':' .. seq .. ':' .. (old or '')), 1, 16)
+end
+"""
+
+# KEYS: prices hash, seq key, epoch key. ARGV: channel, expected current seq,
+# message, then symbol/quote-JSON pairs. Compare-and-set on the sequence keeps
+# concurrent producers (or a producer racing a Redis restart) from interleaving
+# wrongly. The epoch is created when missing (a fresh or wiped Redis), in the
+# same step as the seq it goes with. Producers written before epochs pass two
+# KEYS: the epoch is then left alone (readers create it).
+PUBLISH_DIFF_LUA = (
+    _NEW_EPOCH_LUA
+    + """
 local cur = tonumber(redis.call('GET', KEYS[2]) or '0')
 if cur ~= tonumber(ARGV[2]) then return {0, cur} end
 local seq = redis.call('INCR', KEYS[2])
+if KEYS[3] and redis.call('EXISTS', KEYS[3]) == 0 then
+  redis.call('SET', KEYS[3], new_epoch(seq, nil))
+end
 for i = 4, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
 redis.call('PUBLISH', ARGV[1], ARGV[3])
 return {1, seq}
 """
+)
 
-# KEYS: prices hash, seq key. ARGV: channel, new seq, reset message, then pairs.
-# Used when Redis lost the snapshot (restart without persistence) or a producer
-# must replace it wholesale; readers reload on the ``reset`` message.
-RESET_LUA = """
+# KEYS: prices hash, seq key, epoch key. ARGV: channel, new seq, reset message,
+# then pairs. Used when Redis lost the snapshot (restart without persistence) or
+# a producer must replace it wholesale; readers reload on the ``reset`` message.
+# Always a new epoch: the history before a reset cannot be resumed from.
+RESET_LUA = (
+    _NEW_EPOCH_LUA
+    + """
 redis.call('DEL', KEYS[1])
 for i = 4, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
 redis.call('SET', KEYS[2], ARGV[2])
+if KEYS[3] then redis.call('SET', KEYS[3], new_epoch(ARGV[2], redis.call('GET', KEYS[3]))) end
 redis.call('PUBLISH', ARGV[1], ARGV[3])
 return tonumber(ARGV[2])
 """
+)
 
 # KEYS: news zset, news items hash. ARGV: channel, max items, then id/score/JSON
 # triples. Adds unseen ids only, trims to the newest ``max`` and publishes the
@@ -102,6 +128,15 @@ return new
 
 
 @dataclass(frozen=True, slots=True)
+class Snapshot:
+    """The whole snapshot as one transaction read it: ``seq``, ``epoch`` and quotes match."""
+
+    seq: int
+    epoch: str
+    quotes: dict[str, Quote]
+
+
+@dataclass(frozen=True, slots=True)
 class PublishResult:
     ok: bool
     seq: int  # the new seq when ok, else the seq Redis holds
@@ -118,13 +153,21 @@ class SnapshotStore:
 
     async def load(self) -> tuple[int, dict[str, Quote]]:
         """``(seq, {symbol: quote})`` read in one transaction, so they match."""
+        snapshot = await self.load_snapshot()
+        return snapshot.seq, snapshot.quotes
+
+    async def load_snapshot(self) -> Snapshot:
+        """Seq, epoch and quotes in one transaction. An epoch missing (an empty Redis, or
+        data written before epochs) is created in that same transaction."""
         async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.set(self._keys.prices_epoch, secrets.token_hex(8), nx=True)
             pipe.get(self._keys.prices_seq)
+            pipe.get(self._keys.prices_epoch)
             pipe.hgetall(self._keys.prices)
-            raw_seq, raw = await pipe.execute()
+            _, raw_seq, raw_epoch, raw = await pipe.execute()
         seq = int(raw_seq) if raw_seq is not None else 0
         quotes = {_text(sym): wire.loads(value) for sym, value in raw.items()}
-        return seq, quotes
+        return Snapshot(seq, _text(raw_epoch), quotes)
 
     async def load_seq(self) -> int:
         raw = await self._redis.get(self._keys.prices_seq)
@@ -150,7 +193,7 @@ class SnapshotStore:
         args: list[str | bytes | int] = [self._keys.prices_channel, expected_seq, message]
         for symbol, value in quotes.items():
             args += (symbol, value)
-        ok, seq = await self._publish(keys=[self._keys.prices, self._keys.prices_seq], args=args)
+        ok, seq = await self._publish(keys=self._snapshot_keys, args=args)
         return PublishResult(bool(ok), int(seq))
 
     async def reset(self, seq: int, quotes: Mapping[str, bytes]) -> None:
@@ -158,7 +201,11 @@ class SnapshotStore:
         args: list[str | bytes | int] = [self._keys.prices_channel, seq, wire.reset_message(seq)]
         for symbol, value in quotes.items():
             args += (symbol, value)
-        await self._reset(keys=[self._keys.prices, self._keys.prices_seq], args=args)
+        await self._reset(keys=self._snapshot_keys, args=args)
+
+    @property
+    def _snapshot_keys(self) -> list[str]:
+        return [self._keys.prices, self._keys.prices_seq, self._keys.prices_epoch]
 
 
 class NewsStore:
@@ -239,6 +286,32 @@ class NewsStore:
         wanted = set(symbols)
         items = [wire.loads(r) for r in raw if r is not None]
         return [i for i in items if wanted.intersection(i["tickers"])][:limit]
+
+    async def since(
+        self, item_id: str, limit: int, symbols: Iterable[str] | None = None
+    ) -> list[NewsItem] | None:
+        """The items published after ``item_id`` (newest first, at most ``limit``; with
+        ``symbols`` only those related to one of them), or ``None`` when that item is
+        no longer kept (trimmed, or Redis lost the list): the caller sends everything.
+
+        "After" is by publish time, the list's order; items published at the same
+        second as ``item_id`` are included (clients de-duplicate by id).
+        """
+        score = await self._redis.zscore(self._keys.news, item_id)
+        if score is None:
+            return None
+        newer = cast(
+            list[bytes], await self._redis.zrevrangebyscore(self._keys.news, "+inf", score)
+        )
+        ids = [i for i in newer if _text(i) != item_id]
+        if not ids:
+            return []
+        raw = await self._redis.hmget(self._keys.news_items, ids)
+        items: list[NewsItem] = [wire.loads(r) for r in raw if r is not None]
+        if symbols is not None:
+            wanted = set(symbols)
+            items = [i for i in items if wanted.intersection(i.get("tickers") or ())]
+        return items[:limit]
 
 
 class YahooRateLimit:

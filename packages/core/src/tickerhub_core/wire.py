@@ -43,8 +43,10 @@ def reset_message(seq: int, ts: int | None = None) -> bytes:
     return dumps({"type": "reset", "seq": seq, "ts": now_ms() if ts is None else ts})
 
 
-def snapshot_message(seq: int, data: Mapping[str, Quote]) -> bytes:
-    return dumps({"type": "snapshot", "seq": seq, "data": data})
+def snapshot_message(seq: int, data: Mapping[str, Quote], epoch: str | None = None) -> bytes:
+    if epoch is None:
+        return dumps({"type": "snapshot", "seq": seq, "data": data})
+    return dumps({"type": "snapshot", "seq": seq, "epoch": epoch, "data": data})
 
 
 def news_message(items: list[NewsItem], kind: str = "news") -> bytes:

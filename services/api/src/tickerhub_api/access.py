@@ -136,7 +136,7 @@ def cors_options(cors_origins: Iterable[str], keys_enabled: bool) -> dict[str, A
         "allow_origins": origins,
         "allow_methods": ["GET", "HEAD", "OPTIONS"],
         "allow_headers": ["Authorization", "X-API-Key", "Content-Type"],
-        "expose_headers": ["X-TickerHub-Seq", "X-TickerHub-Age"],
+        "expose_headers": ["X-TickerHub-Seq", "X-TickerHub-Epoch", "X-TickerHub-Age"],
         "allow_credentials": False,
         "max_age": 600,
     }

@@ -7,7 +7,8 @@ history service and the settings, all created with the app (``app.py``). They
 answer 503 only if Redis fails: with ``Retry-After`` when the api is overloaded
 (every pooled Redis connection busy), "Redis is unreachable" for an outage
 (``probes.RedisFailures``). Every quote response carries the seq it reflects in
-``X-TickerHub-Seq``.
+``X-TickerHub-Seq``, its epoch in ``X-TickerHub-Epoch`` and how long ago Redis was
+last heard from in ``X-TickerHub-Age``.
 """
 
 from __future__ import annotations
@@ -36,13 +37,15 @@ from tickerhub_core.symbols import InvalidSymbolError, normalize_symbol, parse_s
 router = APIRouter()
 
 SEQ_HEADER = "X-TickerHub-Seq"
+EPOCH_HEADER = "X-TickerHub-Epoch"
 AGE_HEADER = "X-TickerHub-Age"
 
 
-def _quote_headers(reads: Reads, seq: int) -> dict[str, str]:
-    """The seq a quote response reflects, and (when known) how many seconds ago Redis was
-    last heard from: it grows while Redis hangs, so a client can tell frozen data."""
-    headers = {SEQ_HEADER: str(seq)}
+def _quote_headers(reads: Reads, seq: int, epoch: str) -> dict[str, str]:
+    """The seq and epoch a quote response reflects (read together), and (when known) how
+    many seconds ago Redis was last heard from: it grows while Redis hangs, so a client
+    can tell frozen data."""
+    headers = {SEQ_HEADER: str(seq), EPOCH_HEADER: epoch}
     age = reads.age()
     if age is not None:
         headers[AGE_HEADER] = f"{age:.1f}"
@@ -139,10 +142,10 @@ async def tickers(reads: ReadsDep, failures: FailuresDep) -> Any:
     # (a /tickers flood used to stall the streams: issue 14). The mirror holds quotes as
     # producers wrote them, checked against the Quote model by the stream tests.
     try:
-        seq, body = await reads.snapshot_json()
+        seq, epoch, body = await reads.snapshot_json()
     except RedisError as exc:
         raise _unavailable(failures, "quotes are", exc) from None
-    return Response(body, media_type="application/json", headers=_quote_headers(reads, seq))
+    return Response(body, media_type="application/json", headers=_quote_headers(reads, seq, epoch))
 
 
 @router.get(
@@ -156,12 +159,12 @@ async def ticker(
 ) -> Any:
     canonical = _symbol(symbol)
     try:
-        seq, quote = await reads.quote(canonical)
+        seq, epoch, quote = await reads.quote(canonical)
     except RedisError as exc:
         raise _unavailable(failures, "quotes are", exc) from None
     if quote is None:
         raise ApiError(404, f"unknown symbol: {canonical}")
-    response.headers.update(_quote_headers(reads, seq))
+    response.headers.update(_quote_headers(reads, seq, epoch))
     return quote
 
 
@@ -193,7 +196,7 @@ async def history(
     if settings.history_symbols == "held":
         # Yahoo is asked only about symbols this hub polls (HISTORY_SYMBOLS).
         try:
-            _, quote = await reads.quote(canonical)
+            _, _, quote = await reads.quote(canonical)
         except RedisError as exc:
             raise _unavailable(failures, "history is", exc) from None
         if quote is None:

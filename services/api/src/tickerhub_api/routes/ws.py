@@ -236,7 +236,7 @@ async def _serve_fast(
     interrupts the pending ``receive`` (``FastChannel.interrupt``), and ``_read`` returns."""
     conn = hub.fast_connection(channel)
     try:
-        await stream.attach(conn)
+        await stream.attach(conn, stream.opening(websocket.query_params))
         await _read(websocket, conn, stream, policy)
         # Still registered until the close frame is sent: the hub's close_all waits for that.
         await _send_close(websocket, conn)
@@ -250,7 +250,8 @@ async def _serve_asgi(
     """ASGI path: a sender task beside this reader; whichever ends first ends the other."""
     conn, sender = hub.asgi_connection(_text_sender(websocket))
     try:
-        await stream.attach(conn)  # news loads its recent items from Redis
+        # News loads its recent items from Redis.
+        await stream.attach(conn, stream.opening(websocket.query_params))
         sending = asyncio.create_task(sender.run())
         reading = asyncio.create_task(_read(websocket, conn, stream, policy))
         try:

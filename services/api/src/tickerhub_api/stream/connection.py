@@ -13,7 +13,7 @@ import logging
 from typing import Protocol
 
 from tickerhub_api.stream.outbox import Outbox
-from tickerhub_api.stream.protocol import CloseCode
+from tickerhub_api.stream.protocol import CloseCode, NewsPoint, ResumePoint
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +59,13 @@ class Connection:
         self.synced = False
         self.close_code: CloseCode | None = None
         self.sender: Sender = Unsent()
+        # Set while the first snapshot waits for the hub's first load: what it must answer.
+        self.resume_from: ResumePoint | NewsPoint | None = None
+        self.announce_watch = False
+        # ``max_rate``: at least this many seconds between two diff messages (None: no
+        # limit), and the loop time before which the next may not leave.
+        self.min_interval: float | None = None
+        self.next_diff_at = 0.0
 
     def __repr__(self) -> str:
         return f"<Connection {self.id}>"

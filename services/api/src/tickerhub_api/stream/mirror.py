@@ -24,6 +24,9 @@ class Step(enum.Enum):
 class Mirror:
     def __init__(self) -> None:
         self.seq = 0
+        # The snapshot's history id in Redis (see docs/protocol.md, "Epoch"): a resume
+        # is answered from this copy only when the client's epoch is this one.
+        self.epoch = ""
         self.loaded = False
         self._quotes: dict[str, dict[str, Any]] = {}
         self._full_frame: tuple[int, str] | None = None
@@ -33,13 +36,21 @@ class Mirror:
         # (Redis flushed and a producer began again from 1): reload.
         self._applied_since_load = False
 
-    def load(self, seq: int, quotes: Mapping[str, Quote]) -> set[str]:
-        """Replace everything; return the symbols whose quote differs (added, changed, gone)."""
+    def load(self, seq: int, quotes: Mapping[str, Quote], epoch: str = "") -> set[str]:
+        """Replace everything; return the symbols whose quote differs (added, changed, gone).
+
+        A new epoch is a new history: every symbol counts as changed, so every
+        client gets a snapshot carrying it.
+        """
         fresh = {symbol: dict(quote) for symbol, quote in quotes.items()}
         old = self._quotes
-        changed = {s for s in fresh.keys() | old.keys() if fresh.get(s) != old.get(s)}
+        if epoch != self.epoch:
+            changed = set(fresh.keys() | old.keys())
+        else:
+            changed = {s for s in fresh.keys() | old.keys() if fresh.get(s) != old.get(s)}
         self._quotes = fresh
         self.seq = seq
+        self.epoch = epoch
         self.loaded = True
         self._full_frame = None
         self._full_json = None
@@ -78,6 +89,17 @@ class Mirror:
     def symbols(self) -> Iterable[str]:
         return self._quotes.keys()
 
+    def since(self, seq: int, symbols: Iterable[str] | None = None) -> dict[str, Quote]:
+        """The quotes (of ``symbols``; ``None``: all) changed by a diff after ``seq``.
+
+        Exact, because each quote's ``seq`` is that of the diff that last changed it.
+        """
+        quotes = self._quotes
+        if symbols is None:
+            return {s: q for s, q in quotes.items() if q.get("seq", 0) > seq}  # type: ignore[misc]
+        found = (quotes.get(s) for s in symbols)
+        return {q["symbol"]: q for q in found if q is not None and q.get("seq", 0) > seq}  # type: ignore[misc]
+
     def view(self, symbols: Iterable[str] | None = None) -> dict[str, Quote]:
         """Copies are not needed: the result is encoded before the next diff is applied."""
         if symbols is None:
@@ -88,7 +110,7 @@ class Mirror:
     def full_snapshot_frame(self) -> str:
         """The ``snapshot`` of every symbol, encoded once per seq for every client that wants it."""
         if self._full_frame is None or self._full_frame[0] != self.seq:
-            frame = wire.snapshot_message(self.seq, self._quotes).decode()  # type: ignore[arg-type]
+            frame = wire.snapshot_message(self.seq, self._quotes, self.epoch).decode()  # type: ignore[arg-type]
             self._full_frame = (self.seq, frame)
         return self._full_frame[1]
 

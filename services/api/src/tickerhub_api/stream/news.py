@@ -10,18 +10,35 @@ under a connect burst) is answered with one ``error`` ``unavailable`` and
 retried with jittered backoff (``RETRY_BASE`` doubling to ``RETRY_CAP``) until
 it is sent or the connection goes: the client gets its snapshot once the load
 succeeds, without asking again. The jitter spreads a burst's retries apart.
+
+A reconnecting client names the newest item it holds (``?since=<id>`` or
+``{"resume": {"id": ...}}``); while that item is still kept, it gets only the
+items published after it (by ``published_at``, the order of the news list).
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from redis.exceptions import RedisError
 
 from tickerhub_api.stream.connection import Connection
 from tickerhub_api.stream.mirror import Mirror
-from tickerhub_api.stream.protocol import UNAVAILABLE, Command, encode, error_frame
+from tickerhub_api.stream.protocol import (
+    BAD_VALUE,
+    KEEP,
+    UNAVAILABLE,
+    Command,
+    NewsPoint,
+    Opening,
+    ProtocolError,
+    Resume,
+    encode,
+    error_frame,
+    parse_opening,
+)
 from tickerhub_api.stream.streams import Stream, listed
 from tickerhub_core import wire
 from tickerhub_core.backoff import Backoff
@@ -50,9 +67,33 @@ class NewsStream(Stream):
         self._locks: dict[Connection, asyncio.Lock] = {}
         self._retries: dict[Connection, asyncio.Task[None]] = {}
 
-    async def _attached(self, conn: Connection) -> None:
+    def opening(self, params: Mapping[str, str]) -> Opening:
+        return parse_opening(params, self._max_symbols, news=True)
+
+    async def _attached(self, conn: Connection, opening: Opening) -> None:
         self._locks[conn] = asyncio.Lock()
-        await self.send_snapshot(conn)
+        reply = None
+        if opening.symbols is not None:
+            self._set_watch(conn, set(opening.symbols))
+            reply = self._watch_reply(conn, opening.symbols)
+        point = opening.resume if isinstance(opening.resume, NewsPoint) else None
+        await self.send_snapshot(conn, reply, since=point)
+
+    async def _resume(self, conn: Connection, message: Resume) -> None:
+        if not isinstance(message.point, NewsPoint):
+            raise ProtocolError(BAD_VALUE, '/ws/news resumes from {"id": "<newest item id>"}')
+        reply = None
+        if message.symbols is not KEEP:
+            symbols = message.symbols
+            self._set_watch(conn, None if symbols is None else set(symbols))
+            reply = self._watch_reply(conn, symbols or ())
+        await self.send_snapshot(conn, reply, since=message.point)
+
+    def _watch_reply(self, conn: Connection, asked: Iterable[str]) -> dict[str, Any]:
+        return {
+            "watchlist": listed(conn.watch),
+            "unknown": [s for s in asked if s not in self._mirror],
+        }
 
     def detach(self, conn: Connection) -> None:
         super().detach(conn)
@@ -90,49 +131,67 @@ class NewsStream(Stream):
         else:
             self._check_unknown(conn, symbols)
             self._set_watch(conn, None if symbols is None else set(symbols))
-        reply = {
-            "watchlist": listed(conn.watch),
-            "unknown": [s for s in symbols or () if s not in self._mirror],
-        }
-        await self.send_snapshot(conn, reply)
+        await self.send_snapshot(conn, self._watch_reply(conn, symbols or ()))
 
-    async def send_snapshot(self, conn: Connection, reply: dict[str, Any] | None = None) -> None:
+    async def send_snapshot(
+        self,
+        conn: Connection,
+        reply: dict[str, Any] | None = None,
+        since: NewsPoint | None = None,
+    ) -> None:
         """Queue ``{"type":"snapshot","data":[recent items]}`` filtered by the watchlist;
-        if Redis cannot be read, an ``unavailable`` error now and the snapshot later."""
-        if await self._try_snapshot(conn, reply) is not False or conn in self._retries:
+        if Redis cannot be read, an ``unavailable`` error now and the snapshot later.
+
+        With ``since``: only the items after it (``partial``, ``resumed``) while that
+        item is still kept, else the full snapshot with ``"resumed": false``.
+        """
+        if await self._try_snapshot(conn, reply, since) is not False or conn in self._retries:
             return  # sent, gone, or already being retried (the retry sends the newest watchlist)
         conn.send_frame(
             error_frame(UNAVAILABLE, "news is unavailable right now; a snapshot follows")
         )
-        self._retries[conn] = asyncio.create_task(self._retry(conn), name="news-snapshot-retry")
+        self._retries[conn] = asyncio.create_task(
+            self._retry(conn, since), name="news-snapshot-retry"
+        )
 
-    async def _retry(self, conn: Connection) -> None:
+    async def _retry(self, conn: Connection, since: NewsPoint | None) -> None:
         backoff = Backoff(base=RETRY_BASE, cap=RETRY_CAP)
         try:
             while conn in self.connections:
                 await asyncio.sleep(backoff.next_delay())
-                if await self._try_snapshot(conn, None) is not False:
+                if await self._try_snapshot(conn, None, since) is not False:
                     return
         finally:
             if self._retries.get(conn) is asyncio.current_task():
                 del self._retries[conn]
 
-    async def _try_snapshot(self, conn: Connection, reply: dict[str, Any] | None) -> bool | None:
+    async def _try_snapshot(
+        self, conn: Connection, reply: dict[str, Any] | None, since: NewsPoint | None
+    ) -> bool | None:
         """Send the snapshot: ``True`` if sent, ``False`` if Redis failed, ``None`` if gone."""
         lock = self._locks.get(conn)
         if lock is None:
             return None
         async with lock:
             self._holding[conn] = []
+            head: dict[str, Any] = {"type": "snapshot"}
             try:
-                items = await self._store.recent(self._limit, conn.watch)
+                items = None
+                if since is not None:
+                    items = await self._store.since(since.id, self._limit, conn.watch)
+                    if items is None:
+                        head.update(resumed=False, reason="unknown_id")
+                    else:
+                        head.update(partial=True, resumed=True)
+                if items is None:
+                    items = await self._store.recent(self._limit, conn.watch)
             except RedisError:
                 return False
             finally:
                 held = self._holding.pop(conn, [])
             if conn not in self.connections:
                 return None
-            conn.send_frame(encode({"type": "snapshot", "data": items, **(reply or {})}))
+            conn.send_frame(encode({**head, "data": items, **(reply or {})}))
             seen = {item["id"] for item in items}
             late = [item for item in held if item["id"] not in seen and self._wants(conn, item)]
             if late:

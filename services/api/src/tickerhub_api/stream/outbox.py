@@ -51,6 +51,10 @@ class Outbox:
     def queued_frames(self) -> int:
         return len(self._frames)
 
+    @property
+    def has_diff(self) -> bool:
+        return bool(self._pending)
+
     def push_frame(self, frame: str) -> bool:
         """Queue a reply or snapshot; ``False`` when the bound is exceeded (a stuck client)."""
         if len(self._frames) >= self._max_frames:
@@ -115,11 +119,15 @@ class Outbox:
             self._seq = seq
             self._frame = None
 
-    def take(self) -> str | None:
-        """The next frame to send, or ``None`` when there is nothing."""
+    def take(self, diff: bool = True) -> str | None:
+        """The next frame to send, or ``None`` when there is nothing.
+
+        ``diff=False``: replies and snapshots only; the pending diff keeps merging
+        (a connection under ``max_rate`` whose next diff is not due yet).
+        """
         if self._frames:
             return self._frames.pop(0)
-        if not self._pending:
+        if not self._pending or not diff:
             return None
         frame = self._frame
         if frame is None:

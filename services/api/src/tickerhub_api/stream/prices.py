@@ -14,7 +14,17 @@ from typing import Any
 
 from tickerhub_api.stream.connection import Connection
 from tickerhub_api.stream.mirror import Mirror
-from tickerhub_api.stream.protocol import Command, encode
+from tickerhub_api.stream.protocol import (
+    BAD_VALUE,
+    KEEP,
+    Command,
+    MaxRate,
+    Opening,
+    ProtocolError,
+    Resume,
+    ResumePoint,
+    encode,
+)
 from tickerhub_api.stream.streams import Stream, listed
 from tickerhub_core import wire
 
@@ -28,17 +38,44 @@ class PriceStream(Stream):
 
     # -- client messages -----------------------------------------------------
 
-    async def _attached(self, conn: Connection) -> None:
-        # A full snapshot now, or once the first load happened (resync).
+    async def _attached(self, conn: Connection, opening: Opening) -> None:
+        if opening.symbols is not None:
+            self._set_watch(conn, set(opening.symbols))
+            conn.announce_watch = True
+        if opening.max_rate is not None:
+            self._max_rate(conn, MaxRate(opening.max_rate))
+        if isinstance(opening.resume, ResumePoint):
+            conn.resume_from = opening.resume
+        # The first snapshot now, or once the first load happened (resync).
         if self._mirror.loaded:
-            self._queue_snapshot(conn)
+            self._first_snapshot(conn)
+
+    async def _resume(self, conn: Connection, message: Resume) -> None:
+        if not isinstance(message.point, ResumePoint):
+            raise ProtocolError(BAD_VALUE, '/ws/prices resumes from {"seq": S, "epoch": "E"}')
+        reply: dict[str, Any] = {}
+        if message.symbols is not KEEP:
+            symbols = message.symbols
+            self._set_watch(conn, None if symbols is None else set(symbols))
+            reply = {"watchlist": listed(conn.watch), "unknown": self._unknown(symbols or ())}
+        if not self._mirror.loaded:
+            conn.resume_from = message.point  # answered by the first snapshot
+            conn.announce_watch = conn.announce_watch or bool(reply)
+            return
+        self._answer_resume(conn, message.point, reply)
+
+    def _max_rate(self, conn: Connection, message: MaxRate) -> None:
+        rate = message.rate
+        conn.min_interval = None if rate is None else 1.0 / rate
+        conn.next_diff_at = 0.0  # the new pace starts now
+        conn.send_frame(encode({"type": "max_rate", "max_rate": rate}))
 
     async def _apply(self, conn: Connection, command: Command) -> None:
         symbols = command.symbols
         if command.action == "watchlist":
             self._check_unknown(conn, symbols)
             self._set_watch(conn, None if symbols is None else set(symbols))
-            self._queue_snapshot(conn, reply={"watchlist": listed(conn.watch)}, asked=symbols)
+            self._queue_snapshot(conn, reply={"watchlist": listed(conn.watch)}, asked=symbols or ())
         elif command.action == "subscribe":
             assert symbols is not None
             self._subscribe(conn, symbols)
@@ -65,6 +102,7 @@ class PriceStream(Stream):
                 {
                     "type": "snapshot",
                     "seq": seq,
+                    "epoch": self._mirror.epoch,
                     "partial": True,
                     "data": self._mirror.view(symbols),
                     "subscribed": list(symbols),
@@ -136,10 +174,12 @@ class PriceStream(Stream):
         """After a (re)load: a fresh snapshot to every connection whose symbols changed.
 
         ``changed=None`` means every connection. Connections still waiting for their
-        first snapshot always get one.
+        first snapshot always get one (or the answer to their resume).
         """
         for conn in self.connections:
-            if not conn.synced or changed is None:
+            if not conn.synced:
+                self._first_snapshot(conn)
+            elif changed is None:
                 self._queue_snapshot(conn)
             elif conn.watch is None:
                 if changed:
@@ -148,6 +188,48 @@ class PriceStream(Stream):
                 self._queue_snapshot(conn)
 
     # -- helpers -------------------------------------------------------------
+
+    def _first_snapshot(self, conn: Connection) -> None:
+        """A new connection's first snapshot: the answer to its resume, or a full one."""
+        reply: dict[str, Any] | None = None
+        if conn.announce_watch:
+            conn.announce_watch = False
+            watch = conn.watch
+            reply = {"watchlist": listed(watch), "unknown": self._unknown(watch or ())}
+        point, conn.resume_from = conn.resume_from, None
+        if isinstance(point, ResumePoint):
+            self._answer_resume(conn, point, reply or {})
+        else:
+            self._queue_snapshot(conn, reply)
+
+    def _answer_resume(self, conn: Connection, point: ResumePoint, reply: dict[str, Any]) -> None:
+        """Only what changed after ``point`` if it is of this history, else a full snapshot.
+
+        Exact without any log of past diffs: each quote carries the seq of the diff
+        that last changed it, and the mirror is the snapshot at ``mirror.seq``.
+        """
+        mirror = self._mirror
+        if point.epoch != mirror.epoch:
+            reason = "epoch_changed"
+        elif point.seq > mirror.seq:
+            reason = "seq_ahead"
+        else:
+            message: dict[str, Any] = {
+                "type": "snapshot",
+                "partial": True,
+                "resumed": True,
+                "seq": mirror.seq,
+                "epoch": mirror.epoch,
+                "data": mirror.since(point.seq, conn.watch),
+                **reply,
+            }
+            # The answer covers every change after point.seq: nothing pending is needed.
+            conn.outbox.clear_pending()
+            conn.outbox.floor(mirror.seq)
+            conn.synced = True
+            conn.send_frame(encode(message))
+            return
+        self._queue_snapshot(conn, {**reply, "resumed": False, "reason": reason})
 
     def _queue_snapshot(
         self,
@@ -165,11 +247,13 @@ class PriceStream(Stream):
             message: dict[str, Any] = {
                 "type": "snapshot",
                 "seq": mirror.seq,
+                "epoch": mirror.epoch,
                 "data": mirror.view(conn.watch),
             }
             if reply is not None:
                 message.update(reply)
-                message["unknown"] = self._unknown(asked or ())
+            if asked is not None:
+                message["unknown"] = self._unknown(asked)
             frame = encode(message)
         conn.outbox.clear_pending()
         conn.outbox.floor(mirror.seq)

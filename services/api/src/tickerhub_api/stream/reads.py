@@ -28,35 +28,36 @@ class Reads:
     def __init__(self, hub: Hub) -> None:
         self._hub = hub
 
-    async def snapshot(self) -> tuple[int, dict[str, Quote]]:
-        """``(seq, every symbol's quote)``."""
+    async def snapshot(self) -> tuple[int, str, dict[str, Quote]]:
+        """``(seq, epoch, every symbol's quote)``, read together."""
         hub = self._hub
         if hub.ready:
-            return hub.mirror.seq, hub.mirror.view()
-        seq, quotes = await hub.snapshots.load()
-        if self._redis_behind(seq):
-            return hub.mirror.seq, hub.mirror.view()
-        return seq, quotes
+            return hub.mirror.seq, hub.mirror.epoch, hub.mirror.view()
+        snapshot = await hub.snapshots.load_snapshot()
+        if self._redis_behind(snapshot.seq):
+            return hub.mirror.seq, hub.mirror.epoch, hub.mirror.view()
+        return snapshot.seq, snapshot.epoch, snapshot.quotes
 
-    async def snapshot_json(self) -> tuple[int, bytes]:
-        """``(seq, every symbol's quote as JSON)``; from the mirror, encoded once per seq."""
+    async def snapshot_json(self) -> tuple[int, str, bytes]:
+        """``(seq, epoch, every symbol's quote as JSON)``; from the mirror, encoded once per
+        seq."""
         hub = self._hub
         if hub.ready:
-            return hub.mirror.seq, hub.mirror.full_json()
-        seq, quotes = await hub.snapshots.load()
-        if self._redis_behind(seq):
-            return hub.mirror.seq, hub.mirror.full_json()
-        return seq, wire.dumps(quotes)
+            return hub.mirror.seq, hub.mirror.epoch, hub.mirror.full_json()
+        snapshot = await hub.snapshots.load_snapshot()
+        if self._redis_behind(snapshot.seq):
+            return hub.mirror.seq, hub.mirror.epoch, hub.mirror.full_json()
+        return snapshot.seq, snapshot.epoch, wire.dumps(snapshot.quotes)
 
-    async def quote(self, symbol: str) -> tuple[int, Quote | None]:
-        """``(seq, the quote)``; ``None`` for an unknown symbol."""
+    async def quote(self, symbol: str) -> tuple[int, str, Quote | None]:
+        """``(seq, epoch, the quote)``; ``None`` for an unknown symbol."""
         hub = self._hub
         if hub.ready:
-            return hub.mirror.seq, hub.mirror.get(symbol)
-        seq, quotes = await hub.snapshots.load()
-        if self._redis_behind(seq):
-            return hub.mirror.seq, hub.mirror.get(symbol)
-        return seq, quotes.get(symbol)
+            return hub.mirror.seq, hub.mirror.epoch, hub.mirror.get(symbol)
+        snapshot = await hub.snapshots.load_snapshot()
+        if self._redis_behind(snapshot.seq):
+            return hub.mirror.seq, hub.mirror.epoch, hub.mirror.get(symbol)
+        return snapshot.seq, snapshot.epoch, snapshot.quotes.get(symbol)
 
     def _redis_behind(self, seq: int) -> bool:
         """Redis holds less than our last good copy: it restarted empty (or lost data) and

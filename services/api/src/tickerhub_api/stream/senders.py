@@ -16,6 +16,7 @@ strategy per transport.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 
 from tickerhub_api.stream.connection import Connection
@@ -45,6 +46,13 @@ class FastSender:
         return repr(self._conn)
 
     def wake(self) -> None:
+        conn = self._conn
+        if (
+            conn.min_interval is not None
+            and self._flusher.scheduled(self)
+            and not conn.outbox.queued_frames
+        ):
+            return  # max_rate: a diff merged while not due; the flusher's timer sends it
         self._flusher.mark(self)
 
     def close(self) -> None:
@@ -64,14 +72,24 @@ class FastSender:
         transport = self._channel.writable_transport
         if transport is None:
             return  # paused (resume_writing wakes us again) or closing
-        outbox = self._conn.outbox
-        frame = outbox.take()
+        conn = self._conn
+        outbox = conn.outbox
+        diff = True
+        if conn.min_interval is not None and outbox.has_diff:
+            # max_rate: the diff leaves when due; meanwhile it keeps merging.
+            now = asyncio.get_running_loop().time()
+            if now < conn.next_diff_at:
+                self._flusher.later(self, conn.next_diff_at)
+                diff = False
+            else:
+                conn.next_diff_at = now + conn.min_interval
+        frame = outbox.take(diff)
         if frame is None:
             return
         data = framed.get(frame)
         if data is None:
             data = framed[frame] = text_frame(frame.encode())
-        frame = outbox.take()
+        frame = outbox.take(diff)
         if frame is not None:  # rare: replies queued before the diff
             chunks = [data]
             while frame is not None:
@@ -79,7 +97,7 @@ class FastSender:
                 if data is None:
                     data = framed[frame] = text_frame(frame.encode())
                 chunks.append(data)
-                frame = outbox.take()
+                frame = outbox.take(diff)
             data = b"".join(chunks)
         transport.write(data)
         self._flusher.writes += 1
@@ -118,11 +136,22 @@ class AsgiSender:
         outbox = conn.outbox
         try:
             while conn.close_code is None:
-                frame = outbox.take()
+                wait = 0.0
+                if conn.min_interval is not None and outbox.has_diff:
+                    wait = conn.next_diff_at - loop.time()  # max_rate: > 0 while not due
+                is_diff = not outbox.queued_frames
+                frame = outbox.take(wait <= 0)
                 if frame is None:
                     ready.clear()
-                    await ready.wait()
+                    if wait > 0:
+                        with contextlib.suppress(TimeoutError):
+                            async with asyncio.timeout(wait):
+                                await ready.wait()
+                    else:
+                        await ready.wait()
                     continue
+                if is_diff and conn.min_interval is not None:
+                    conn.next_diff_at = loop.time() + conn.min_interval
                 self.sending_since = loop.time()
                 await self._send(frame)
                 self.sending_since = None

@@ -12,17 +12,22 @@ Redis in them, prices never awaits.
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Protocol
 
 from tickerhub_api.stream.connection import Connection
 from tickerhub_api.stream.protocol import (
+    BAD_MESSAGE,
     PONG,
     Command,
+    MaxRate,
+    Opening,
     Ping,
     ProtocolError,
+    Resume,
     error_frame,
     parse_message,
+    parse_opening,
     too_many_symbols,
     too_many_unknown,
 )
@@ -52,11 +57,22 @@ class Stream(abc.ABC):
         self._max_unknown = max_unknown
         self._max_pending = max_pending
 
-    async def attach(self, conn: Connection) -> None:
-        """Register a new connection and queue its first snapshot (now, or once loaded)."""
+    async def attach(self, conn: Connection, opening: Opening | None = None) -> None:
+        """Register a new connection and queue its first snapshot (now, or once loaded).
+
+        ``opening``: what the URL asked for (watchlist, resume point, max_rate);
+        its errors are sent before anything else.
+        """
         self.connections.add(conn)
         self._index.watch_everything(conn)
-        await self._attached(conn)
+        opening = opening or Opening()
+        for error in opening.errors:
+            conn.send_frame(error_frame(error.code, error.message))
+        await self._attached(conn, opening)
+
+    def opening(self, params: Mapping[str, str]) -> Opening:
+        """What the URL's query asks of a new connection (see :func:`parse_opening`)."""
+        return parse_opening(params, self._max_symbols)
 
     def detach(self, conn: Connection) -> None:
         self.connections.discard(conn)
@@ -68,16 +84,26 @@ class Stream(abc.ABC):
             message = parse_message(text, self._max_symbols)
             if isinstance(message, Ping):
                 conn.send_frame(PONG)
-            else:
+            elif isinstance(message, Command):
                 await self._apply(conn, message)
+            elif isinstance(message, Resume):
+                await self._resume(conn, message)
+            else:
+                self._max_rate(conn, message)
         except ProtocolError as exc:
             conn.send_frame(error_frame(exc.code, exc.message))
 
     @abc.abstractmethod
-    async def _attached(self, conn: Connection) -> None: ...
+    async def _attached(self, conn: Connection, opening: Opening) -> None: ...
 
     @abc.abstractmethod
     async def _apply(self, conn: Connection, command: Command) -> None: ...
+
+    async def _resume(self, conn: Connection, message: Resume) -> None:
+        raise ProtocolError(BAD_MESSAGE, "'resume' is not supported on this stream")
+
+    def _max_rate(self, conn: Connection, message: MaxRate) -> None:
+        raise ProtocolError(BAD_MESSAGE, "'max_rate' is not supported on this stream")
 
     def _check_room(self, conn: Connection, added: int) -> None:
         """Raise the too-many-symbols error if ``added`` more symbols do not fit."""

@@ -139,7 +139,8 @@ class Subscription:
         return max(0.0, min(IDLE_PING_SECONDS, self._retry_at - _now()))
 
     async def _reload(self) -> None:
-        seq, quotes = await self._snapshots.load()
+        snapshot = await self._snapshots.load_snapshot()
+        seq, quotes = snapshot.seq, snapshot.quotes
         self._retry_at = None
         if self.mirror.loaded and seq < self.mirror.seq:
             now = _now()
@@ -159,10 +160,19 @@ class Subscription:
             )
         self._behind_since = None
         first = not self.mirror.loaded
-        changed = self.mirror.load(seq, quotes)
+        new_epoch = snapshot.epoch != self.mirror.epoch
+        changed = self.mirror.load(seq, quotes, snapshot.epoch)
         self.reloads += 1
-        log.info("snapshot at seq %d: %d symbols, %d changed", seq, len(quotes), len(changed))
-        self.prices.resync(None if first else changed)
+        log.info(
+            "snapshot at seq %d (epoch %s%s): %d symbols, %d changed",
+            seq,
+            snapshot.epoch,
+            ", new" if new_epoch and not first else "",
+            len(quotes),
+            len(changed),
+        )
+        # A new epoch: every client needs a snapshot that carries it.
+        self.prices.resync(None if first or new_epoch else changed)
 
     def _on_message(self, channel: bytes | str, data: bytes) -> bool:
         """Handle one pub/sub message; ``True`` when the snapshot must be reloaded."""
