@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BeforeValidator, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -50,6 +50,11 @@ class CommonSettings(BaseSettings):
         default="", description="Prefix for every Redis key and channel name (e.g. 'hub1:')."
     )
     log_level: str = Field(default="INFO", description="Python logging level.")
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        description="text: one readable line per record; json: one JSON object per line "
+        "(ts, level, logger, msg and the record's fields), for log collectors.",
+    )
 
     @field_validator("redis_url")
     @classmethod
