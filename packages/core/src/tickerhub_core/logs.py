@@ -61,9 +61,9 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
-        if record.name == "uvicorn.access" and isinstance(record.args, tuple):
-            if len(record.args) == len(_ACCESS_FIELDS):
-                entry.update(zip(_ACCESS_FIELDS, record.args, strict=True))
+        args = record.args
+        if record.name == "uvicorn.access" and isinstance(args, tuple) and len(args) == 5:
+            entry.update(zip(_ACCESS_FIELDS, args, strict=True))
         for key, value in vars(record).items():
             if key not in _STANDARD and not key.startswith("_"):
                 entry[key] = value

@@ -11,7 +11,7 @@ from typing import Any
 import uvicorn
 from fastapi import FastAPI
 
-from tickerhub_api.access import install_log_redaction
+from tickerhub_api.access import install_log_redaction, redact
 from tickerhub_api.app import create_app
 from tickerhub_api.settings import ApiSettings
 from tickerhub_api.stream.fastpath import FastWebSocketProtocol
@@ -75,7 +75,7 @@ def server_config(app: FastAPI, settings: ApiSettings, **overrides: Any) -> uvic
 
 def main() -> None:
     settings = load_settings(ApiSettings, "api")
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format, redact=redact)
     install_log_redaction()  # ?api_key= values never reach the logs
     app = create_app(settings)
     config = server_config(app, settings)

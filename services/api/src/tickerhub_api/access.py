@@ -16,9 +16,12 @@ from typing import Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-# REST paths that stay open with API keys on: orchestrators' probes and the API's own
-# description (the OpenAPI schema is public; calls made from /docs need the key).
-OPEN_PATHS = frozenset({"/healthz", "/readyz", "/docs", "/docs/oauth2-redirect", "/openapi.json"})
+# REST paths that stay open with API keys on: orchestrators' probes, Prometheus' scrape
+# (counts only: no symbol, key or client address; METRICS=false removes it) and the
+# API's own description (the OpenAPI schema is public; calls made from /docs need the key).
+OPEN_PATHS = frozenset(
+    {"/healthz", "/readyz", "/metrics", "/docs", "/docs/oauth2-redirect", "/openapi.json"}
+)
 
 API_KEY_HEADER = "x-api-key"
 API_KEY_QUERY = "api_key"

@@ -23,7 +23,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import orjson
 from fastapi import APIRouter, WebSocket
@@ -40,7 +40,6 @@ from tickerhub_api.stream.protocol import (
     BINARY_NOT_SUPPORTED,
     RATE_LIMITED,
     CloseCode,
-    error_frame,
 )
 from tickerhub_api.stream.streams import Stream
 
@@ -63,6 +62,11 @@ class Admission:
     keys: KeyCheck
     origins: OriginCheck
     slots: ConnectionSlots
+    # WebSockets refused before reaching a stream, by reason (origin, capacity, auth).
+    refused: dict[str, int] = field(default_factory=dict)
+
+    def refuse(self, reason: str) -> None:
+        self.refused[reason] = self.refused.get(reason, 0) + 1
 
     @classmethod
     def from_settings(cls, settings: ApiSettings) -> Admission:
@@ -113,10 +117,12 @@ async def _admit(websocket: WebSocket, policy: Admission, auth_timeout: float) -
     origin = websocket.headers.get("origin")
     if not policy.origins.allows(origin):
         log.info("refused a WebSocket from %s: origin %.100r not allowed", _peer(websocket), origin)
+        policy.refuse("origin")
         await websocket.close(CloseCode.POLICY, "origin not allowed")  # before accept: HTTP 403
         return False
     if not policy.slots.acquire():
         log.warning("refused a WebSocket: WS_MAX_CONNECTIONS (%d) reached", policy.slots.limit)
+        policy.refuse("capacity")
         await websocket.accept()
         await _close(websocket, CloseCode.TRY_AGAIN, "too many connections: try again later")
         return False
@@ -128,6 +134,7 @@ async def _admit(websocket: WebSocket, policy: Admission, auth_timeout: float) -
         policy.slots.release()
         raise
     policy.slots.release()
+    policy.refuse("auth")
     return False
 
 
@@ -248,8 +255,12 @@ async def _read(
                 return
         else:
             message = await websocket.receive()
-        if message["type"] == "websocket.disconnect" or conn.close_code is not None:
+        if message["type"] == "websocket.disconnect":
+            conn.peer_close_code = message.get("code", 1005)
             return
+        if conn.close_code is not None:
+            return
+        stream.received += 1
         if limiter is not None:
             verdict = limiter.check()
             if verdict is Verdict.ABUSE:
@@ -257,12 +268,11 @@ async def _read(
                 conn.close(CloseCode.POLICY)
                 return
             if verdict is Verdict.REJECT:
-                conn.send_frame(
-                    error_frame(
-                        RATE_LIMITED,
-                        f"over {limiter.rate:g} messages per second: this one was not "
-                        "processed; keep sending too fast and the connection is closed",
-                    )
+                stream.error(
+                    conn,
+                    RATE_LIMITED,
+                    f"over {limiter.rate:g} messages per second: this one was not "
+                    "processed; keep sending too fast and the connection is closed",
                 )
                 if conn.close_code is not None:
                     return
@@ -273,9 +283,7 @@ async def _read(
                 continue  # authenticated already (or the api is open): nothing to do
             await stream.handle_text(conn, text)
         else:
-            conn.send_frame(
-                error_frame(BINARY_NOT_SUPPORTED, "send text frames: 'ping' or a JSON object")
-            )
+            stream.error(conn, BINARY_NOT_SUPPORTED, "send text frames: 'ping' or a JSON object")
         if conn.close_code is not None:
             return
 

@@ -55,6 +55,8 @@ class Connection:
         # False until the first snapshot is queued (the hub may still be loading).
         self.synced = False
         self.close_code: CloseCode | None = None
+        # The client's close code when it left first (1005: none given; 1006: no close frame).
+        self.peer_close_code: int | None = None
         self.sender: Sender = Unsent()
 
     def __repr__(self) -> str:

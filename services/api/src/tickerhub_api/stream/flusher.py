@@ -27,9 +27,11 @@ class Flusher:
     def __init__(self) -> None:
         self._dirty: dict[Flushable, None] = {}
         self._handle: asyncio.Handle | None = None
-        # Observable counters (tests, and a check that the fast path is in use).
+        # Observable counters (tests, a check that the fast path is in use, /metrics).
         self.flushes = 0
         self.writes = 0
+        self.frames_sent = 0
+        self.bytes_sent = 0  # as written to the transports: WebSocket framing included
 
     def mark(self, target: Flushable) -> None:
         self._dirty[target] = None

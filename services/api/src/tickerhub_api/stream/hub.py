@@ -27,7 +27,7 @@ from tickerhub_api.stream.news import NewsStream
 from tickerhub_api.stream.policy import ConnectionPolicy
 from tickerhub_api.stream.prices import PriceStream
 from tickerhub_api.stream.protocol import CloseCode
-from tickerhub_api.stream.senders import AsgiSender, FastSender, SendText
+from tickerhub_api.stream.senders import AsgiSender, FastSender, SendCounts, SendText
 from tickerhub_api.stream.subscription import Subscription
 from tickerhub_core.keys import RedisKeys
 from tickerhub_core.store import NewsStore, SnapshotStore
@@ -44,6 +44,7 @@ class Hub:
         self.news_store = NewsStore(redis, keys)
         self.mirror = Mirror()
         self.flusher = Flusher()
+        self.asgi_sent = SendCounts()
         self.prices = PriceStream(self.mirror, policy.max_symbols)
         self.news = NewsStream(self.news_store, news_limit, policy.max_symbols, self.mirror)
         self.subscription = Subscription(
@@ -71,7 +72,7 @@ class Hub:
     def asgi_connection(self, send: SendText) -> tuple[Connection, AsgiSender]:
         """A connection sent to by a task running the returned sender's ``run``."""
         conn = Connection(self.policy.max_frames)
-        sender = AsgiSender(conn, send)
+        sender = AsgiSender(conn, send, self.asgi_sent)
         conn.sender = sender
         return conn, sender
 

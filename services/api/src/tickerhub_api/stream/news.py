@@ -15,7 +15,7 @@ from redis.exceptions import RedisError
 
 from tickerhub_api.stream.connection import Connection
 from tickerhub_api.stream.mirror import Mirror
-from tickerhub_api.stream.protocol import UNAVAILABLE, Command, encode, error_frame
+from tickerhub_api.stream.protocol import UNAVAILABLE, Command, encode
 from tickerhub_api.stream.streams import Stream, listed
 from tickerhub_core import wire
 from tickerhub_core.models import NewsItem
@@ -89,7 +89,7 @@ class NewsStream(Stream):
                 items = await self._store.recent(self._limit, conn.watch)
             except RedisError:
                 # The hub resyncs every news connection once Redis is back.
-                conn.send_frame(error_frame(UNAVAILABLE, "news is unavailable right now"))
+                self.error(conn, UNAVAILABLE, "news is unavailable right now")
                 return
             finally:
                 held = self._holding.pop(conn, [])
