@@ -112,16 +112,19 @@ class ConditionLog:
                 self._count,
                 now - self._since,
                 detail,
+                extra={"duration_s": round(now - self._since, 3), "attempts": self._count},
             )
 
     def recovered(self) -> None:
         if self._since is None:
             return
+        duration = self._clock() - self._since
         self._logger.info(
             "%s: recovered after %d failures over %.1fs",
             self._what,
             self._count,
-            self._clock() - self._since,
+            duration,
+            extra={"duration_s": round(duration, 3), "attempts": self._count},
         )
         self._since = None
         self._count = 0

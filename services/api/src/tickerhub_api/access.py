@@ -188,7 +188,11 @@ def redact(text: str) -> str:
 
 
 class RedactApiKeys(logging.Filter):
-    """Formats each record and strips keys from it (see :func:`redact`)."""
+    """Formats each record and strips keys from it (see :func:`redact`).
+
+    When redacting each argument alone gives a clean message, the arguments are kept
+    (redacted): a JSON log (``LOG_FORMAT=json``) still gets the access log's fields.
+    """
 
     def filter(self, record: logging.LogRecord) -> bool:
         try:
@@ -196,9 +200,20 @@ class RedactApiKeys(logging.Filter):
         except Exception:  # a bad log call: let the handler report it, as it would
             return True
         clean = redact(message)
-        if clean != message:
-            record.msg = clean
-            record.args = ()
+        if clean == message:
+            return True
+        args = record.args
+        if isinstance(args, tuple) and args:
+            scrubbed = tuple(redact(a) if isinstance(a, str) else a for a in args)
+            try:
+                rebuilt = str(record.msg) % scrubbed
+            except (TypeError, ValueError):
+                rebuilt = None
+            if rebuilt is not None and redact(rebuilt) == rebuilt:
+                record.args = scrubbed
+                return True
+        record.msg = clean
+        record.args = ()
         return True
 
 

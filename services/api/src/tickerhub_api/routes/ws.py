@@ -116,12 +116,21 @@ async def _admit(websocket: WebSocket, policy: Admission, auth_timeout: float) -
     ``False``: refused, and the socket is closed (or was never accepted)."""
     origin = websocket.headers.get("origin")
     if not policy.origins.allows(origin):
-        log.info("refused a WebSocket from %s: origin %.100r not allowed", _peer(websocket), origin)
+        log.info(
+            "refused a WebSocket from %s: origin %.100r not allowed",
+            _peer(websocket),
+            origin,
+            extra={"peer": _peer(websocket), "status": 403},
+        )
         policy.refuse("origin")
         await websocket.close(CloseCode.POLICY, "origin not allowed")  # before accept: HTTP 403
         return False
     if not policy.slots.acquire():
-        log.warning("refused a WebSocket: WS_MAX_CONNECTIONS (%d) reached", policy.slots.limit)
+        log.warning(
+            "refused a WebSocket: WS_MAX_CONNECTIONS (%d) reached",
+            policy.slots.limit,
+            extra={"peer": _peer(websocket), "code": int(CloseCode.TRY_AGAIN)},
+        )
         policy.refuse("capacity")
         await websocket.accept()
         await _close(websocket, CloseCode.TRY_AGAIN, "too many connections: try again later")
@@ -159,7 +168,12 @@ async def _authenticate(websocket: WebSocket, keys: KeyCheck, auth_timeout: floa
 
 
 async def _refuse(websocket: WebSocket, reason: str) -> bool:
-    log.info("refused a WebSocket from %s: %s", _peer(websocket), reason)
+    log.info(
+        "refused a WebSocket from %s: %s",
+        _peer(websocket),
+        reason,
+        extra={"peer": _peer(websocket), "code": int(CloseCode.POLICY)},
+    )
     await _close(websocket, CloseCode.POLICY, reason)
     return False
 

@@ -117,5 +117,10 @@ class Hub:
             now = loop.time()
             for conn in [*self.prices.connections, *self.news.connections]:
                 if conn.stuck(now, timeout):
-                    log.info("closing %r: a send was blocked for over %.0fs", conn, timeout)
+                    log.info(
+                        "closing %r: a send was blocked for over %.0fs",
+                        conn,
+                        timeout,
+                        extra={"code": int(CloseCode.SLOW_CLIENT)},
+                    )
                     conn.close(CloseCode.SLOW_CLIENT)
