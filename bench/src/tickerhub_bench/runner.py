@@ -78,7 +78,7 @@ class Runner:
         for sc in scenarios(self.opts.full, self.opts.only):
             entry: dict[str, Any] = {"scenario": asdict(sc)}
             for target in self.opts.targets:
-                if sc.name == "E" and target == "baseline":
+                if sc.name == "E" and target != "ours":
                     continue  # scale-out compares our api with itself
                 try:
                     if sc.saturation:
@@ -102,12 +102,14 @@ class Runner:
             server = ServerProc("api" if target == "ours" else "baseline", port)
             server.pid = self.opts.api_pid if target == "ours" else None
             return [server]
-        kind = "api" if target == "ours" else "baseline"
+        kind = "baseline" if target == "baseline" else "api"
+        # "nometrics": our api with METRICS=false, to measure what /metrics costs.
+        env = {"METRICS": "false"} if target == "nometrics" else {}
         servers = []
         for _ in range(count):
             server = ServerProc(kind, free_port())
             await asyncio.to_thread(
-                server.start, self.redis_url, self.opts.logdir, self.opts.api_cmd
+                server.start, self.redis_url, self.opts.logdir, self.opts.api_cmd, env
             )
             servers.append(server)
         return servers
