@@ -118,7 +118,7 @@ def verdicts(results: dict[str, Any]) -> list[str]:
         on = _get(sc, "A", "ours", "api_cpu_pct")
         off = _get(sc, "A", "nometrics", "api_cpu_pct")
         ok = None if on is None or not off else on <= 1.05 * off
-        line("A: CPU with metrics within 5 % of without (issue 11)", ok,
+        line("A: CPU with metrics <= 1.05x without (issue 11)", ok,
              f"{_fmt(on, '.1f')}% vs {_fmt(off, '.1f')}% ({metrics_cost(on, off)})")  # fmt: skip
     if "B" in sc:
         v, mm = p99("B"), _get(sc, "B", "ours", "check", "mismatched_clients")
