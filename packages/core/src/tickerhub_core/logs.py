@@ -17,9 +17,11 @@ import orjson
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
-# Attributes every LogRecord has; anything else on a record came from ``extra=``.
+# Attributes every LogRecord has; anything else on a record came from ``extra=``
+# (except uvicorn's ``color_message``, the same text with terminal colours).
 _STANDARD = frozenset(
-    vars(logging.LogRecord("", 0, "", 0, "", None, None)).keys() | {"message", "asctime"}
+    vars(logging.LogRecord("", 0, "", 0, "", None, None)).keys()
+    | {"message", "asctime", "color_message"}
 )
 # uvicorn's access log passes (client_addr, method, full_path, http_version, status_code).
 _ACCESS_FIELDS = ("peer", "method", "path", "http_version", "status")
