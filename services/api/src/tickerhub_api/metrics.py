@@ -8,7 +8,7 @@ small ASGI middleware, by route template (``/tickers/{symbol}``), never the raw
 path, so the label set stays bounded. No label names a symbol or a connection.
 
 ``METRICS=false`` removes the route, the middleware and the fan-out timing
-(the bench compares the two: ``make bench-metrics``).
+(the bench compares the two: ``tickerhub-bench --scenarios A --targets ours,nometrics``).
 """
 
 from __future__ import annotations
