@@ -34,7 +34,7 @@ class HttpCounts:
 
     def __init__(self) -> None:
         self.requests: dict[tuple[str, str, str], int] = {}
-        self.durations: dict[tuple[str], Buckets] = {}
+        self.durations: dict[tuple[str, ...], Buckets] = {}
 
 
 class HttpMetricsMiddleware:
