@@ -32,7 +32,11 @@ def parse(argv: list[str] | None = None) -> Options:
         "(issue 9)",
     )
     p.add_argument(
-        "--targets", default="ours,baseline", help="comma list of ours,baseline (default both)"
+        "--targets",
+        default="ours,baseline",
+        help="comma list of ours, baseline, nometrics (our api with METRICS=false, to "
+        "measure what metrics cost; e.g. --scenarios A --targets ours,nometrics); "
+        "default ours,baseline",
     )
     p.add_argument("--workers", type=int, default=2, help="client worker processes (default 2)")
     p.add_argument("--json", action="store_true", help="print JSON instead of the table")

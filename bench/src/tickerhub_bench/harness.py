@@ -160,15 +160,22 @@ class ServerProc:
     def ws_url(self) -> str:
         return f"ws://127.0.0.1:{self.port}/ws/prices"
 
-    def start(self, redis_url: str, logdir: Path, api_cmd: Sequence[str] | None = None) -> None:
+    def start(
+        self,
+        redis_url: str,
+        logdir: Path,
+        api_cmd: Sequence[str] | None = None,
+        extra_env: Mapping[str, str] | None = None,
+    ) -> None:
         env = dict(os.environ, REDIS_URL=redis_url, PORT=str(self.port), HOST="127.0.0.1")
+        env.update(extra_env or {})
         env.setdefault("KEY_PREFIX", "")
         env.setdefault("LOG_LEVEL", "WARNING")
         if self.kind == "baseline":
             cmd = [sys.executable, "-m", "tickerhub_bench.baseline"]
         else:
             cmd = list(api_cmd or default_api_cmd())
-        self.log = logdir / f"{self.kind}-{self.port}.log"
+        self.log = logdir / f"{self.kind}-{self.port}.log"  # the port tells two api runs apart
         with self.log.open("wb") as out:
             self.proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
         self.pid = self.proc.pid

@@ -98,6 +98,11 @@ def rows_for(name: str, entry: dict[str, Any]) -> list[Row]:
     add("final-state mismatches (clients)", ("check", "mismatched_clients"), "d", None)
     add("not converged after load", ("not_converged",), "d", None)
     add("api CPU %", ("api_cpu_pct",), ".0f", True)
+    off = entry.get("nometrics") or {}
+    if off:
+        a, b = _get(ours, "api_cpu_pct"), _get(off, "api_cpu_pct")
+        rows.append(("api CPU % with METRICS=false (ours | off)", _fmt(a, ".1f"), _fmt(b, ".1f"),
+                     metrics_cost(a, b)))  # fmt: skip
     add("api peak RSS MiB", ("peak_rss_mib",), ".0f", True)
     add("api RSS per connection KiB", ("connect", "rss_per_conn_kib"), ".1f", True)
     add("loadgen CPU % (busiest worker)", ("loadgen_worker_max_pct",), ".0f", None)
@@ -124,6 +129,13 @@ def storm_rows(result: dict[str, Any]) -> list[Row]:
     return rows
 
 
+def metrics_cost(on: Any, off: Any) -> str:
+    """CPU with metrics relative to without, as ``+x.x%``."""
+    if not isinstance(on, int | float) or not isinstance(off, int | float) or not off:
+        return "-"
+    return f"{100 * (on - off) / off:+.1f}%"
+
+
 def verdicts(results: dict[str, Any]) -> list[str]:
     sc = results["scenarios"]
     out: list[str] = []
@@ -139,6 +151,12 @@ def verdicts(results: dict[str, Any]) -> list[str]:
         v, mm = p99("A"), _get(sc, "A", "ours", "check", "mismatched_clients")
         line("A: p99 <= 50 ms, 0 mismatches", None if v is None else (v <= 50 and mm == 0),
              f"p99 {_fmt(v, '.1f')} ms, mismatches {mm}")  # fmt: skip
+    if "A" in sc and "nometrics" in sc["A"]:
+        on = _get(sc, "A", "ours", "api_cpu_pct")
+        off = _get(sc, "A", "nometrics", "api_cpu_pct")
+        ok = None if on is None or not off else on <= 1.05 * off
+        line("A: CPU with metrics <= 1.05x without (issue 11)", ok,
+             f"{_fmt(on, '.1f')}% vs {_fmt(off, '.1f')}% ({metrics_cost(on, off)})")  # fmt: skip
     if "B" in sc:
         v, mm = p99("B"), _get(sc, "B", "ours", "check", "mismatched_clients")
         kib = _get(sc, "B", "ours", "connect", "rss_per_conn_kib")

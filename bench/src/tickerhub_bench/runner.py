@@ -81,7 +81,7 @@ class Runner:
                 sc.clients = self.opts.clients
             entry: dict[str, Any] = {"scenario": asdict(sc)}
             for target in self.opts.targets:
-                if sc.name in "EFRM" and target == "baseline":
+                if sc.name in "EFRM" and target != "ours":
                     continue  # scale-out, REST flood, resume and max_rate: our api vs itself
                 try:
                     if sc.storm:
@@ -109,12 +109,14 @@ class Runner:
             server = ServerProc("api" if target == "ours" else "baseline", port)
             server.pid = self.opts.api_pid if target == "ours" else None
             return [server]
-        kind = "api" if target == "ours" else "baseline"
+        kind = "baseline" if target == "baseline" else "api"
+        # "nometrics": our api with METRICS=false, to measure what /metrics costs.
+        env = {"METRICS": "false"} if target == "nometrics" else {}
         servers = []
         for _ in range(count):
             server = ServerProc(kind, free_port())
             await asyncio.to_thread(
-                server.start, self.redis_url, self.opts.logdir, self.opts.api_cmd
+                server.start, self.redis_url, self.opts.logdir, self.opts.api_cmd, env
             )
             servers.append(server)
         return servers

@@ -399,3 +399,24 @@ async def test_with_keys_the_docs_are_open_and_declare_how_to_send_a_key(
         assert "securitySchemes" not in (await http.get("/openapi.json")).json().get(
             "components", {}
         )
+
+
+def test_redaction_keeps_redacted_arguments_when_they_suffice() -> None:
+    """JSON logs build fields from the arguments: keep them (redacted) when that is safe."""
+    record = logging.LogRecord(
+        "uvicorn.access", logging.INFO, "", 0, '%s - "%s %s HTTP/%s" %d',
+        ("1.2.3.4:5", "GET", f"/ws/prices?api_key={KEY}", "1.1", 101), None,
+    )  # fmt: skip
+    assert RedactApiKeys().filter(record)
+    assert record.args == ("1.2.3.4:5", "GET", "/ws/prices?api_key=***", "1.1", 101)
+    assert KEY not in record.getMessage()
+
+
+def test_redaction_flattens_when_the_key_spans_message_and_arguments() -> None:
+    # "Bearer <key>" alone does not look like a secret; only with the message's header name.
+    record = logging.LogRecord(
+        "x", logging.INFO, "", 0, "Authorization: %s", (f"Bearer {KEY}",), None
+    )
+    assert RedactApiKeys().filter(record)
+    assert record.args == ()
+    assert KEY not in record.getMessage()

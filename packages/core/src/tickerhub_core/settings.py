@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BeforeValidator, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -61,6 +61,11 @@ class CommonSettings(BaseSettings):
         gt=0,
         description="Seconds a command waits for a free pooled connection when all are busy; "
         "past it the api answers 503 with Retry-After (overload, not an outage).",
+    )
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        description="text: one readable line per record; json: one JSON object per line "
+        "(ts, level, logger, msg and the record's fields), for log collectors.",
     )
 
     @field_validator("redis_url")

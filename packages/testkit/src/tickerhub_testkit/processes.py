@@ -162,5 +162,8 @@ def poller_process(redis_url: str, tickers: Iterable[str], **env: str) -> Servic
         "POLL_FREQ": "0.05",
         "NEWS_INTERVAL": "0",
         "LOG_LEVEL": "INFO",
+        # No metrics server unless a test asks (METRICS_PORT=<free port>): tests run
+        # pollers side by side, and the default port would be taken by the first.
+        "METRICS_PORT": "0",
     }
     return ServiceProcess("poller", {**base, **env})

@@ -13,7 +13,7 @@ from typing import Any
 import uvicorn
 from fastapi import FastAPI
 
-from tickerhub_api.access import install_log_redaction
+from tickerhub_api.access import install_log_redaction, redact
 from tickerhub_api.app import create_app
 from tickerhub_api.settings import ApiSettings
 from tickerhub_api.stream.hub import Hub
@@ -119,7 +119,7 @@ def _raise_fd_limit(settings: ApiSettings) -> None:
 
 def main() -> None:
     settings = load_settings(ApiSettings, "api")
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format, redact=redact)
     install_log_redaction()  # ?api_key= values never reach the logs
     app = create_app(settings)
     server_guards = make_guards(settings)

@@ -16,11 +16,18 @@ from typing import Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-# REST paths that stay open with API keys on: orchestrators' probes and the API's own
-# description, both renderings alike (the OpenAPI schema is public; calls made from
-# /docs need the key: its Authorize button takes one, see add_key_security).
+# REST paths that stay open with API keys on: orchestrators' probes, Prometheus' scrape
+# (counts only: no symbol, key or client address; METRICS=false removes it) and the
+# API's own description, both renderings alike (the OpenAPI schema is public; calls made
+# from /docs need the key: its Authorize button takes one, see add_key_security).
 PROBE_PATHS = frozenset({"/healthz", "/readyz"})
-OPEN_PATHS = PROBE_PATHS | {"/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
+OPEN_PATHS = PROBE_PATHS | {
+    "/metrics",
+    "/docs",
+    "/docs/oauth2-redirect",
+    "/redoc",
+    "/openapi.json",
+}
 
 # How the OpenAPI document describes the two ways to send a key.
 SECURITY_SCHEMES = {
@@ -204,7 +211,11 @@ def redact(text: str) -> str:
 
 
 class RedactApiKeys(logging.Filter):
-    """Formats each record and strips keys from it (see :func:`redact`)."""
+    """Formats each record and strips keys from it (see :func:`redact`).
+
+    When redacting each argument alone gives a clean message, the arguments are kept
+    (redacted): a JSON log (``LOG_FORMAT=json``) still gets the access log's fields.
+    """
 
     def filter(self, record: logging.LogRecord) -> bool:
         try:
@@ -212,9 +223,20 @@ class RedactApiKeys(logging.Filter):
         except Exception:  # a bad log call: let the handler report it, as it would
             return True
         clean = redact(message)
-        if clean != message:
-            record.msg = clean
-            record.args = ()
+        if clean == message:
+            return True
+        args = record.args
+        if isinstance(args, tuple) and args:
+            scrubbed = tuple(redact(a) if isinstance(a, str) else a for a in args)
+            try:
+                rebuilt = str(record.msg) % scrubbed
+            except (TypeError, ValueError):
+                rebuilt = None
+            if rebuilt is not None and redact(rebuilt) == rebuilt:
+                record.args = scrubbed
+                return True
+        record.msg = clean
+        record.args = ()
         return True
 
 

@@ -8,11 +8,13 @@ from typing import Any
 
 from fastapi import FastAPI, Request, WebSocket
 from fastapi.responses import JSONResponse
+from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import Receive, Scope, Send
 
 from tickerhub_api.access import ApiKeyMiddleware, KeyCheck, add_key_security, cors_options
+from tickerhub_api.metrics import install_metrics
 from tickerhub_api.probes import READY_PING_TIMEOUT, ReadinessProbe, RedisFailures
 from tickerhub_api.rest_cap import RestConcurrencyCap
 from tickerhub_api.routes import rest, ws
@@ -72,9 +74,11 @@ def create_app(
     *,
     redis: Redis | None = None,
     history: Any | None = None,
+    registry: CollectorRegistry | None = None,
 ) -> FastAPI:
     """Build the app. ``redis`` and ``history`` are injected by tests; when given, the
-    caller owns them (the app does not close them)."""
+    caller owns them (the app does not close them). ``registry``: where the metrics
+    collectors go (a new one per app by default; never the process-global one)."""
     settings = settings or ApiSettings()
     policy = ConnectionPolicy.from_settings(settings)
 
@@ -105,6 +109,7 @@ def create_app(
         else:
             history_service = history
         hub = Hub(client, settings.keys, policy, settings.news_default_limit)
+        hub.subscription.timed = settings.metrics
         app.state.settings = settings
         app.state.redis = client
         app.state.probe = ReadinessProbe(probe_client, settings.keys.producer_heartbeat)
@@ -146,6 +151,9 @@ def create_app(
     cors = cors_options(settings.cors_origin_list, keys.enabled)
     if cors is not None:
         app.add_middleware(CORSMiddleware, **cors)
+    if settings.metrics:
+        # Outermost: requests answered by the key or CORS middleware count too.
+        install_metrics(app, registry, routes=[*rest.router.routes, *ws.router.routes])
     return app
 
 

@@ -137,6 +137,12 @@ class ApiSettings(CommonSettings):
         "while the api is open, none (same origin only) once API keys are on.",
     )
 
+    metrics: bool = Field(
+        default=True,
+        description="Serve Prometheus metrics on GET /metrics (open even with API keys: "
+        "counts only, no symbols or keys); false removes the route and the timing it needs.",
+    )
+
     news_default_limit: int = Field(
         default=20, ge=1, description="News items returned when no limit is given."
     )

@@ -32,10 +32,26 @@ def build_source(settings: PollerSettings) -> QuoteSource:
     return YFinanceSource(max_batch=settings.batch_size, timeout=settings.request_timeout)
 
 
+async def start_metrics(settings: PollerSettings, poller: Poller) -> asyncio.Server | None:
+    """``GET /metrics`` on ``METRICS_PORT`` (0: none). A port already taken is logged, not
+    fatal: publishing quotes matters more than being scraped (Prometheus' ``up`` shows it)."""
+    if not settings.metrics_port:
+        return None
+    from tickerhub_core.metrics import serve_metrics
+    from tickerhub_poller.metrics import poller_registry
+
+    try:
+        return await serve_metrics(poller_registry(poller), "0.0.0.0", settings.metrics_port)
+    except OSError as exc:
+        log.error("cannot serve metrics on port %d (METRICS_PORT): %s", settings.metrics_port, exc)
+        return None
+
+
 async def serve(settings: PollerSettings) -> None:
     redis = redis_client(settings, socket_timeout=REDIS_COMMAND_TIMEOUT)
     source = build_source(settings)
     poller = Poller(settings, redis, source)
+    metrics = await start_metrics(settings, poller)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -56,13 +72,15 @@ async def serve(settings: PollerSettings) -> None:
                     task.print_stack(file=sys.stderr)
     finally:
         stopping.cancel()
+        if metrics is not None:
+            metrics.close()
         await source.aclose()
         await redis.aclose()
 
 
 def main() -> None:
     settings = load_settings(PollerSettings, "poller")
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     # Plain asyncio: the poller spends its time waiting on Yahoo, so uvloop buys
     # nothing here. (A shutdown hang first blamed on uvloop was redis-py swallowing
     # a cancel; see cancellation.py.)

@@ -26,12 +26,15 @@ from collections.abc import Callable
 
 from tickerhub_core.backoff import Backoff
 from tickerhub_core.logs import ConditionLog
+from tickerhub_core.metrics import SLOW_BUCKETS, Buckets
 from tickerhub_core.models import Quote
 from tickerhub_poller.sources.base import (
     MalformedResponseError,
+    NoDataError,
     QuoteSource,
     RateLimitedError,
     SourceError,
+    SourceTimeoutError,
     SourceUnavailableError,
 )
 
@@ -72,6 +75,9 @@ class QuoteBatcher:
         # symbol -> consecutive failed batches it was in (absent: its last batch succeeded)
         self._streaks: dict[str, int] = {}
         self.calls = 0  # source calls made (batches), for tests and metrics
+        # For /metrics: source calls by outcome (see outcome()) and their durations.
+        self.outcomes: dict[str, int] = {}
+        self.durations = Buckets(SLOW_BUCKETS)
 
     async def get(self, symbol: str) -> Quote:
         """The next quote for ``symbol``; raises SourceError (often BatchFailedError)."""
@@ -99,15 +105,20 @@ class QuoteBatcher:
         if delay > 0:
             await asyncio.sleep(delay)
         self.calls += 1
+        started = time.monotonic()
         try:
             results = await self._source.fetch_quotes(list(batch))
         except SourceError as exc:
+            self._count(exc, started)
             self._fail(batch, exc)
             return
         except Exception as exc:  # a source bug must not kill the poller
             log.exception("%s source raised unexpectedly", self._source.name)
-            self._fail(batch, MalformedResponseError(repr(exc)))
+            error = MalformedResponseError(repr(exc))
+            self._count(error, started)
+            self._fail(batch, error)
             return
+        self._count(None, started)
         for symbol in batch:
             self._streaks.pop(symbol, None)
         if not self._streaks:
@@ -123,6 +134,11 @@ class QuoteBatcher:
                     future.set_exception(result)
                 else:
                     future.set_result(result)
+
+    def _count(self, error: SourceError | None, started: float) -> None:
+        key = outcome(error)
+        self.outcomes[key] = self.outcomes.get(key, 0) + 1
+        self.durations.observe(time.monotonic() - started)
 
     def _fail(self, batch: dict[str, list[asyncio.Future[Quote]]], exc: SourceError) -> None:
         # The batch's longest streak sets its step (symbols retry together).
@@ -151,3 +167,19 @@ class QuoteBatcher:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def outcome(error: SourceError | None) -> str:
+    """A source call's outcome label: ok, rate_limited, timeout, unavailable, malformed,
+    no_data (the whole batch unknown)."""
+    if error is None:
+        return "ok"
+    if isinstance(error, RateLimitedError):
+        return "rate_limited"
+    if isinstance(error, SourceTimeoutError):
+        return "timeout"
+    if isinstance(error, MalformedResponseError):
+        return "malformed"
+    if isinstance(error, NoDataError):
+        return "no_data"
+    return "unavailable"

@@ -53,6 +53,12 @@ class Publisher:
         self._dirty = asyncio.Event()
         self._redis_down = ConditionLog(log, "redis")
         self.published = 0  # diffs published, for tests and metrics
+        self.conflicts = 0  # compare-and-set refusals (Redis's seq was not ours), for metrics
+
+    @property
+    def redis_up(self) -> bool:
+        """False while writes to Redis fail (a logged outage is in progress)."""
+        return not self._redis_down.active
 
     def notify(self) -> None:
         """Something is pending: publish soon (coalesces with other notifications)."""
@@ -114,6 +120,7 @@ class Publisher:
                 self.published += 1
                 return
             self._snapshot.restore(prepared)
+            self.conflicts += 1
             await self._resync(result.seq)
         raise RedisError("sequence kept moving under us: another producer is racing")
 

@@ -42,6 +42,13 @@ class PollerSettings(CommonSettings):
         default=None,
         description="File touched whenever Redis is up to date (for container healthchecks).",
     )
+    metrics_port: int = Field(
+        default=9100,
+        ge=0,
+        le=65535,
+        description="Port of the poller's Prometheus endpoint (GET /metrics on all "
+        "interfaces); 0 turns it off.",
+    )
     sim_seed: int = Field(default=42, description="Seed of the simulated random walk.")
     sim_volatility: float = Field(
         default=0.001, ge=0, description="Simulated per-tick relative price move (stdev)."

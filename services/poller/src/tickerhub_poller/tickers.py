@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 
 from tickerhub_core.models import Quote
@@ -34,6 +35,13 @@ class TickerTask:
         self._poll_freq = poll_freq
         self._stale_after = stale_after
         self.misses = 0
+        # time.monotonic() of the last good quote (start counts: a symbol never
+        # fetched ages from when the poller began), for /metrics' oldest quote age.
+        self.fresh_at = time.monotonic()
+
+    @property
+    def stale(self) -> bool:
+        return self.misses >= self._stale_after
 
     async def run(self) -> None:
         while True:
@@ -49,6 +57,7 @@ class TickerTask:
         if self.misses and self.misses >= self._stale_after:
             log.info("%s: fresh again after %d missed cycles", self.symbol, self.misses)
         self.misses = 0
+        self.fresh_at = time.monotonic()
         self._snapshot.update({**quote, "symbol": self.symbol, "stale": False})
         self._notify()
         return self._poll_freq

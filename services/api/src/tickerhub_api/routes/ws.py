@@ -41,7 +41,6 @@ from tickerhub_api.stream.protocol import (
     BINARY_NOT_SUPPORTED,
     RATE_LIMITED,
     CloseCode,
-    error_frame,
 )
 from tickerhub_api.stream.streams import Stream
 
@@ -77,6 +76,12 @@ class Admission:
                 setting,
                 limit,
             )
+
+    # WebSockets refused before reaching a stream, by reason (origin, capacity, auth).
+    refused: dict[str, int] = field(default_factory=dict)
+
+    def refuse(self, reason: str) -> None:
+        self.refused[reason] = self.refused.get(reason, 0) + 1
 
     @classmethod
     def from_settings(cls, settings: ApiSettings) -> Admission:
@@ -133,13 +138,20 @@ async def _admit(websocket: WebSocket, policy: Admission, auth_timeout: float) -
     """
     origin = websocket.headers.get("origin")
     if not policy.origins.allows(origin):
-        log.info("refused a WebSocket from %s: origin %.100r not allowed", _peer(websocket), origin)
+        log.info(
+            "refused a WebSocket from %s: origin %.100r not allowed",
+            _peer(websocket),
+            origin,
+            extra={"peer": _peer(websocket), "status": 403},
+        )
+        policy.refuse("origin")
         await websocket.close(CloseCode.POLICY, "origin not allowed")  # before accept: HTTP 403
         return False
     if policy.keys.enabled and not await _authenticate(websocket, policy, auth_timeout):
         return False
     if not policy.slots.acquire():
         policy.warn_full("WS_MAX_CONNECTIONS", policy.slots.limit)
+        policy.refuse("capacity")
         await _accept(websocket)
         await _close(websocket, CloseCode.TRY_AGAIN, "too many connections: try again later")
         return False
@@ -173,6 +185,7 @@ async def _authenticate(websocket: WebSocket, policy: Admission, auth_timeout: f
         pending = policy.pending
         if not pending.acquire():
             policy.warn_full("WS_MAX_PENDING_AUTH", pending.limit)
+            policy.refuse("capacity")
             await _accept(websocket)
             await _close(websocket, CloseCode.TRY_AGAIN, "too many connections: try again later")
             return False
@@ -181,22 +194,30 @@ async def _authenticate(websocket: WebSocket, policy: Admission, auth_timeout: f
             async with asyncio.timeout(auth_timeout):
                 message = await websocket.receive()
         except TimeoutError:
-            return await _refuse(websocket, "authentication timeout")
+            return await _refuse(websocket, policy, "authentication timeout")
         finally:
             pending.release()
         if message["type"] == "websocket.disconnect":
             return False
         key = _auth_key(message.get("text"))
         if key is None:
-            return await _refuse(websocket, 'authentication required: send {"auth": "<key>"}')
+            return await _refuse(
+                websocket, policy, 'authentication required: send {"auth": "<key>"}'
+            )
     if not keys.valid(key):
-        return await _refuse(websocket, "invalid API key")
+        return await _refuse(websocket, policy, "invalid API key")
     log.debug("WebSocket from %s authenticated with key %s", _peer(websocket), key_id(key))
     return True
 
 
-async def _refuse(websocket: WebSocket, reason: str) -> bool:
-    log.info("refused a WebSocket from %s: %s", _peer(websocket), reason)
+async def _refuse(websocket: WebSocket, policy: Admission, reason: str) -> bool:
+    log.info(
+        "refused a WebSocket from %s: %s",
+        _peer(websocket),
+        reason,
+        extra={"peer": _peer(websocket), "code": int(CloseCode.POLICY)},
+    )
+    policy.refuse("auth")
     await _accept(websocket)  # a close before the accept would be an HTTP 403
     await _close(websocket, CloseCode.POLICY, reason)
     return False
@@ -294,8 +315,12 @@ async def _read(
                 return
         else:
             message = await websocket.receive()
-        if message["type"] == "websocket.disconnect" or conn.close_code is not None:
+        if message["type"] == "websocket.disconnect":
+            conn.peer_close_code = message.get("code", 1005)
             return
+        if conn.close_code is not None:
+            return
+        stream.received += 1
         if limiter is not None:
             verdict = limiter.check()
             if verdict is Verdict.ABUSE:
@@ -303,12 +328,11 @@ async def _read(
                 conn.close(CloseCode.POLICY)
                 return
             if verdict is Verdict.REJECT:
-                conn.send_frame(
-                    error_frame(
-                        RATE_LIMITED,
-                        f"over {limiter.rate:g} messages per second: this one was not "
-                        "processed; keep sending too fast and the connection is closed",
-                    )
+                stream.error(
+                    conn,
+                    RATE_LIMITED,
+                    f"over {limiter.rate:g} messages per second: this one was not "
+                    "processed; keep sending too fast and the connection is closed",
                 )
                 if conn.close_code is not None:
                     return
@@ -319,9 +343,7 @@ async def _read(
                 continue  # authenticated already (or the api is open): nothing to do
             await stream.handle_text(conn, text)
         else:
-            conn.send_frame(
-                error_frame(BINARY_NOT_SUPPORTED, "send text frames: 'ping' or a JSON object")
-            )
+            stream.error(conn, BINARY_NOT_SUPPORTED, "send text frames: 'ping' or a JSON object")
         if conn.close_code is not None:
             return
 

@@ -58,6 +58,8 @@ class Connection:
         # False until the first snapshot is queued (the hub may still be loading).
         self.synced = False
         self.close_code: CloseCode | None = None
+        # The client's close code when it left first (1005: none given; 1006: no close frame).
+        self.peer_close_code: int | None = None
         self.sender: Sender = Unsent()
         # Set while the first snapshot waits for the hub's first load: what it must answer.
         self.resume_from: ResumePoint | NewsPoint | None = None

@@ -40,9 +40,11 @@ class Flusher:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
         self._order = itertools.count()
-        # Observable counters (tests, and a check that the fast path is in use).
+        # Observable counters (tests, a check that the fast path is in use, /metrics).
         self.flushes = 0
         self.writes = 0
+        self.frames_sent = 0
+        self.bytes_sent = 0  # as written to the transports: WebSocket framing included
 
     def mark(self, target: Flushable) -> None:
         self._dirty[target] = None

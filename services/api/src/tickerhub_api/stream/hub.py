@@ -27,7 +27,7 @@ from tickerhub_api.stream.news import NewsStream
 from tickerhub_api.stream.policy import ConnectionPolicy
 from tickerhub_api.stream.prices import PriceStream
 from tickerhub_api.stream.protocol import CloseCode
-from tickerhub_api.stream.senders import AsgiSender, FastSender, SendText
+from tickerhub_api.stream.senders import AsgiSender, FastSender, SendCounts, SendText
 from tickerhub_api.stream.subscription import Subscription
 from tickerhub_core.keys import RedisKeys
 from tickerhub_core.store import NewsStore, SnapshotStore
@@ -44,6 +44,7 @@ class Hub:
         self.news_store = NewsStore(redis, keys)
         self.mirror = Mirror()
         self.flusher = Flusher()
+        self.asgi_sent = SendCounts()
         self.prices = PriceStream(
             self.mirror, policy.max_symbols, policy.max_unknown, policy.max_pending
         )
@@ -91,7 +92,7 @@ class Hub:
     def asgi_connection(self, send: SendText) -> tuple[Connection, AsgiSender]:
         """A connection sent to by a task running the returned sender's ``run``."""
         conn = Connection(self.policy.max_frames)
-        sender = AsgiSender(conn, send)
+        sender = AsgiSender(conn, send, self.asgi_sent)
         conn.sender = sender
         return conn, sender
 
@@ -136,5 +137,10 @@ class Hub:
             now = loop.time()
             for conn in [*self.prices.connections, *self.news.connections]:
                 if conn.stuck(now, timeout):
-                    log.info("closing %r: a send was blocked for over %.0fs", conn, timeout)
+                    log.info(
+                        "closing %r: a send was blocked for over %.0fs",
+                        conn,
+                        timeout,
+                        extra={"code": int(CloseCode.SLOW_CLIENT)},
+                    )
                     conn.close(CloseCode.SLOW_CLIENT)

@@ -36,7 +36,6 @@ from tickerhub_api.stream.protocol import (
     ProtocolError,
     Resume,
     encode,
-    error_frame,
     parse_opening,
 )
 from tickerhub_api.stream.streams import Stream, listed
@@ -147,9 +146,7 @@ class NewsStream(Stream):
         """
         if await self._try_snapshot(conn, reply, since) is not False or conn in self._retries:
             return  # sent, gone, or already being retried (the retry sends the newest watchlist)
-        conn.send_frame(
-            error_frame(UNAVAILABLE, "news is unavailable right now; a snapshot follows")
-        )
+        self.error(conn, UNAVAILABLE, "news is unavailable right now; a snapshot follows")
         self._retries[conn] = asyncio.create_task(
             self._retry(conn, since), name="news-snapshot-retry"
         )

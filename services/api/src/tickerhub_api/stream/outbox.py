@@ -39,6 +39,8 @@ class Outbox:
         self._frame: str | None = None
         self._seq = 0
         self._ts: int | None = None
+        # Diffs merged into one still unsent (conflation), for /metrics.
+        self.conflated = 0
 
     def __bool__(self) -> bool:
         return bool(self._frames or self._pending)
@@ -77,6 +79,7 @@ class Outbox:
             self._owned.clear()
             self._frame = frame
         else:
+            self.conflated += 1
             pending = self._own_pending()
             owned = self._owned
             for symbol, fields in data.items():

@@ -89,6 +89,7 @@ class FastSender:
         data = framed.get(frame)
         if data is None:
             data = framed[frame] = text_frame(frame.encode())
+        frames = 1
         frame = outbox.take(diff)
         if frame is not None:  # rare: replies queued before the diff
             chunks = [data]
@@ -99,16 +100,35 @@ class FastSender:
                 chunks.append(data)
                 frame = outbox.take(diff)
             data = b"".join(chunks)
+            frames = len(chunks)
         transport.write(data)
-        self._flusher.writes += 1
+        flusher = self._flusher
+        flusher.writes += 1
+        flusher.frames_sent += frames
+        flusher.bytes_sent += len(data)
+
+
+class SendCounts:
+    """Frames and bytes the ASGI senders handed to the server (for ``/metrics``).
+
+    Bytes are the frames' text lengths (the server adds 2-10 bytes of framing
+    each; our frames are ASCII JSON but for rare non-ASCII news text).
+    """
+
+    __slots__ = ("bytes_sent", "frames_sent")
+
+    def __init__(self) -> None:
+        self.frames_sent = 0
+        self.bytes_sent = 0
 
 
 class AsgiSender:
     """A task per connection awaiting ASGI ``send``; :meth:`run` is that task's body."""
 
-    def __init__(self, conn: Connection, send: SendText) -> None:
+    def __init__(self, conn: Connection, send: SendText, counts: SendCounts | None = None) -> None:
         self._conn = conn
         self._send = send
+        self._counts = counts or SendCounts()
         self._ready = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         # loop.time() when the send in flight started; the hub's sweep closes stuck ones.
@@ -134,6 +154,7 @@ class AsgiSender:
             ready.set()
         loop = asyncio.get_running_loop()
         outbox = conn.outbox
+        counts = self._counts
         try:
             while conn.close_code is None:
                 wait = 0.0
@@ -155,6 +176,8 @@ class AsgiSender:
                 self.sending_since = loop.time()
                 await self._send(frame)
                 self.sending_since = None
+                counts.frames_sent += 1
+                counts.bytes_sent += len(frame)
         except asyncio.CancelledError:
             if conn.close_code is None:
                 raise

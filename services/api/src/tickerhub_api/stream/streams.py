@@ -56,6 +56,12 @@ class Stream(abc.ABC):
         self._known = known  # the symbols producers have published (the mirror)
         self._max_unknown = max_unknown
         self._max_pending = max_pending
+        # Plain counters read by /metrics at scrape time (tickerhub_api.metrics).
+        self.connects = 0
+        self.disconnects: dict[int, int] = {}  # close code -> count
+        self.received = 0  # client messages (text or binary frames) after admission
+        self.errors: dict[str, int] = {}  # protocol error code -> count
+        self.conflated_gone = 0  # outbox merges of connections that have left
 
     async def attach(self, conn: Connection, opening: Opening | None = None) -> None:
         """Register a new connection and queue its first snapshot (now, or once loaded).
@@ -64,6 +70,7 @@ class Stream(abc.ABC):
         its errors are sent before anything else.
         """
         self.connections.add(conn)
+        self.connects += 1
         self._index.watch_everything(conn)
         opening = opening or Opening()
         for error in opening.errors:
@@ -75,8 +82,23 @@ class Stream(abc.ABC):
         return parse_opening(params, self._max_symbols)
 
     def detach(self, conn: Connection) -> None:
+        attached = conn in self.connections
         self.connections.discard(conn)
         self._index.remove(conn, conn.watch)
+        if not attached:
+            return
+        # Ours if we closed it, else the client's (1006: it vanished without a close frame).
+        code = int(conn.close_code or conn.peer_close_code or 1006)
+        self.disconnects[code] = self.disconnects.get(code, 0) + 1
+        self.conflated_gone += conn.outbox.conflated
+
+    def count_error(self, code: str) -> None:
+        self.errors[code] = self.errors.get(code, 0) + 1
+
+    def error(self, conn: Connection, code: str, message: str) -> None:
+        """Send an ``error`` frame (the connection stays open), counted by code."""
+        self.count_error(code)
+        conn.send_frame(error_frame(code, message))
 
     async def handle_text(self, conn: Connection, text: str) -> None:
         """Answer one client text frame."""
@@ -91,7 +113,7 @@ class Stream(abc.ABC):
             else:
                 self._max_rate(conn, message)
         except ProtocolError as exc:
-            conn.send_frame(error_frame(exc.code, exc.message))
+            self.error(conn, exc.code, exc.message)
 
     @abc.abstractmethod
     async def _attached(self, conn: Connection, opening: Opening) -> None: ...

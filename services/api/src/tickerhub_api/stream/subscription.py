@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from typing import Any
 
 from redis.asyncio import Redis
@@ -31,6 +32,7 @@ from tickerhub_core.backoff import Backoff
 from tickerhub_core.cancellation import honour_cancellation
 from tickerhub_core.keys import RedisKeys
 from tickerhub_core.logs import ConditionLog
+from tickerhub_core.metrics import FAST_BUCKETS, Buckets
 from tickerhub_core.store import SnapshotStore
 
 log = logging.getLogger(__name__)
@@ -66,6 +68,13 @@ class Subscription:
         self.news = news
         self.subscribed = False
         self.reloads = 0
+        # For /metrics, read at scrape time: reloads by reason, seq gaps, and (when
+        # ``timed``) the fan-out's duration and the lag from the producer's ts.
+        self.reload_reasons: dict[str, int] = {}
+        self.gaps = 0
+        self.timed = True
+        self.fanout_seconds = Buckets(FAST_BUCKETS)
+        self.lag_seconds = Buckets(FAST_BUCKETS)
         self._reconnected = False
         self._behind_since: float | None = None
         self._retry_at: float | None = None
@@ -99,7 +108,7 @@ class Subscription:
             self._reconnected = False
             assert pubsub.connection is not None  # subscribe() connected it
             pubsub.connection.register_connect_callback(self._on_reconnect)
-            await self._reload()
+            await self._reload("subscribe")
             await self.news.resync()
             self.subscribed = True
             self.last_heard = _now()
@@ -113,17 +122,17 @@ class Subscription:
                 if message is not None:
                     self.last_heard = _now()
                 if self._retry_at is not None and _now() >= self._retry_at:
-                    await self._reload()
+                    await self._reload("behind")
                 if message is None:
                     await pubsub.ping()
-                elif message["type"] == "message" and self._on_message(
-                    message["channel"], message["data"]
-                ):
-                    await self._reload()
+                elif message["type"] == "message":
+                    reason = self._on_message(message["channel"], message["data"])
+                    if reason is not None:
+                        await self._reload(reason)
                 if self._reconnected:
                     self._reconnected = False
                     log.info("redis subscription reconnected; reloading")
-                    await self._reload()
+                    await self._reload("reconnect")
                     await self.news.resync()
         finally:
             self.subscribed = False
@@ -138,7 +147,10 @@ class Subscription:
             return IDLE_PING_SECONDS
         return max(0.0, min(IDLE_PING_SECONDS, self._retry_at - _now()))
 
-    async def _reload(self) -> None:
+    async def _reload(self, reason: str) -> None:
+        """Load ``(seq, epoch, snapshot)``; ``reason`` (subscribe, gap, reset, reconnect,
+        behind) is counted for /metrics."""
+        self.reload_reasons[reason] = self.reload_reasons.get(reason, 0) + 1
         snapshot = await self._snapshots.load_snapshot()
         seq, quotes = snapshot.seq, snapshot.quotes
         self._retry_at = None
@@ -174,8 +186,8 @@ class Subscription:
         # A new epoch: every client needs a snapshot that carries it.
         self.prices.resync(None if first or new_epoch else changed)
 
-    def _on_message(self, channel: bytes | str, data: bytes) -> bool:
-        """Handle one pub/sub message; ``True`` when the snapshot must be reloaded."""
+    def _on_message(self, channel: bytes | str, data: bytes) -> str | None:
+        """Handle one pub/sub message; why the snapshot must be reloaded, or ``None``."""
         channel = channel.decode() if isinstance(channel, bytes) else channel
         try:
             message: dict[str, Any] = wire.loads(data)
@@ -187,25 +199,35 @@ class Subscription:
                     task = asyncio.create_task(self.news.resync())
                     self._resyncs.add(task)
                     task.add_done_callback(self._resyncs.discard)
-                return False
+                return None
             if kind == "reset":
-                return True
+                return "reset"
             if kind != "diff":
-                return False
+                return None
             seq = int(message["seq"])
             diff = message["data"]
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             log.warning("ignoring malformed message on %s: %s", channel, exc)
-            return False
+            return None
         step = self.mirror.check(seq)
         if step is Step.STALE:
-            return False
+            return None
         if step is Step.GAP:
             log.info("seq gap: have %d, got %d; reloading", self.mirror.seq, seq)
-            return True
+            self.gaps += 1
+            return "gap"
         self.mirror.apply(seq, diff)
-        self.prices.publish_diff(seq, message.get("ts"), diff)
-        return False
+        ts = message.get("ts")
+        if not self.timed:
+            self.prices.publish_diff(seq, ts, diff)
+            return None
+        started = time.perf_counter()
+        self.prices.publish_diff(seq, ts, diff)
+        self.fanout_seconds.observe(time.perf_counter() - started)
+        if isinstance(ts, int | float):
+            # Wall clocks of two hosts: a small negative lag is clock skew, not news.
+            self.lag_seconds.observe(max(0.0, time.time() - ts / 1000))
+        return None
 
 
 def _now() -> float:

@@ -25,6 +25,10 @@ class SourceUnavailableError(SourceError):
     """Timeout, connection error or 5xx: try again later."""
 
 
+class SourceTimeoutError(SourceUnavailableError):
+    """No answer within the request timeout (handled as unavailable; counted apart)."""
+
+
 class MalformedResponseError(SourceError):
     """The upstream answered with something we cannot parse."""
 

@@ -37,6 +37,7 @@ from tickerhub_poller.sources.base import (
     NoDataError,
     RateLimitedError,
     SourceError,
+    SourceTimeoutError,
     SourceUnavailableError,
 )
 from tickerhub_yahoo.client import YahooClient
@@ -229,7 +230,7 @@ class YFinanceSource:
             return await asyncio.wait_for(asyncio.shield(future), self.timeout)
         except TimeoutError:
             future.add_done_callback(_swallow)
-            raise SourceUnavailableError(f"{what}: no answer within {self.timeout:g}s") from None
+            raise SourceTimeoutError(f"{what}: no answer within {self.timeout:g}s") from None
         except SourceError:
             raise
         except Exception as exc:
