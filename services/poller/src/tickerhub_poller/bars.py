@@ -160,11 +160,12 @@ class BarBuilder:
                 bar.v += increase
         series.dirty.add(t)
 
-    def due(self, now: float) -> list[Bar]:
+    def due(self, now: float, *, everything: bool = False) -> list[Bar]:
         """The bars to publish now, each with its new ``revision``; marks them published.
 
         Finalises bars whose minute (plus grace) is over; an open bar that changed is
-        due once ``min_interval`` has passed since its last publication.
+        due once ``min_interval`` has passed since its last publication, or at once
+        with ``everything`` (shutdown: nothing seen is left unwritten).
         """
         out: list[Bar] = []
         for series in self._series.values():
@@ -177,7 +178,11 @@ class BarBuilder:
                     series.dirty.add(t)
                 if t not in series.dirty:
                     continue
-                if not bar.final and now - series.published_at.get(t, -1e18) < self.min_interval:
+                if (
+                    not everything
+                    and not bar.final
+                    and now - series.published_at.get(t, -1e18) < self.min_interval
+                ):
                     continue
                 series.dirty.discard(t)
                 series.published_at[t] = now
