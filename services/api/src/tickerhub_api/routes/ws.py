@@ -190,6 +190,7 @@ async def _serve_fast(
     """Fast path: this task only reads; the hub's flusher writes. A close by the server
     interrupts the pending ``receive`` (``FastChannel.interrupt``), and ``_read`` returns."""
     conn = hub.fast_connection(channel)
+    conn.bars = _wants_bars(websocket)
     try:
         await stream.attach(conn)
         await _read(websocket, conn, stream, policy)
@@ -204,6 +205,7 @@ async def _serve_asgi(
 ) -> None:
     """ASGI path: a sender task beside this reader; whichever ends first ends the other."""
     conn, sender = hub.asgi_connection(_text_sender(websocket))
+    conn.bars = _wants_bars(websocket)
     try:
         await stream.attach(conn)  # news loads its recent items from Redis
         sending = asyncio.create_task(sender.run())
@@ -225,6 +227,11 @@ async def _send_close(websocket: WebSocket, conn: Connection) -> None:
     code = conn.close_code
     if code is not None:
         await _close(websocket, code, code.reason)
+
+
+def _wants_bars(websocket: WebSocket) -> bool:
+    """``?bars=1`` (or ``true``): the same as a first ``{"bars": true}`` message."""
+    return websocket.query_params.get("bars", "").lower() in {"1", "true", "yes"}
 
 
 def _fast_channel(websocket: WebSocket) -> FastChannel | None:

@@ -55,6 +55,8 @@ class Connection:
         # False until the first snapshot is queued (the hub may still be loading).
         self.synced = False
         self.close_code: CloseCode | None = None
+        # 1-minute ``bar`` messages for the watched symbols (``{"bars": true}``, ``?bars=1``).
+        self.bars = False
         self.sender: Sender = Unsent()
 
     def __repr__(self) -> str:

@@ -72,6 +72,13 @@ class Ping:
 
 
 @dataclass(frozen=True, slots=True)
+class BarsOption:
+    """``{"bars": true}`` / ``{"bars": false}``: 1-minute bars for the watched symbols."""
+
+    on: bool
+
+
+@dataclass(frozen=True, slots=True)
 class Command:
     action: Action
     # Canonical, unique, in the client's order. ``None`` only for ``{"watchlist": null}``,
@@ -79,7 +86,7 @@ class Command:
     symbols: tuple[str, ...] | None
 
 
-def parse_message(text: str, max_symbols: int) -> Ping | Command:
+def parse_message(text: str, max_symbols: int) -> Ping | Command | BarsOption:
     """Parse one client text frame, or raise :class:`ProtocolError`."""
     if text.strip() == "ping":
         return Ping()
@@ -91,12 +98,16 @@ def parse_message(text: str, max_symbols: int) -> Ping | Command:
         ) from None
     if not isinstance(obj, dict):
         raise ProtocolError(BAD_MESSAGE, 'expected a JSON object such as {"watchlist": ["AAPL"]}')
+    if len(obj) == 1 and "bars" in obj:
+        if not isinstance(obj["bars"], bool):
+            raise ProtocolError(BAD_TYPE, "'bars' must be true or false")
+        return BarsOption(obj["bars"])
     keys = [key for key in obj if key in ACTIONS]
     extra = [key for key in obj if key not in ACTIONS]
     if len(keys) != 1 or extra:
         raise ProtocolError(
             BAD_MESSAGE,
-            "expected exactly one of 'watchlist', 'subscribe', 'unsubscribe'"
+            "expected exactly one of 'watchlist', 'subscribe', 'unsubscribe' (or 'bars')"
             + (f"; unknown fields: {', '.join(sorted(map(_short, extra))[:5])}" if extra else ""),
         )
     action: Action = keys[0]

@@ -15,7 +15,9 @@ import abc
 
 from tickerhub_api.stream.connection import Connection
 from tickerhub_api.stream.protocol import (
+    BAD_MESSAGE,
     PONG,
+    BarsOption,
     Command,
     Ping,
     ProtocolError,
@@ -48,10 +50,15 @@ class Stream(abc.ABC):
             message = parse_message(text, self._max_symbols)
             if isinstance(message, Ping):
                 conn.send_frame(PONG)
+            elif isinstance(message, BarsOption):
+                self._bars(conn, message.on)
             else:
                 await self._apply(conn, message)
         except ProtocolError as exc:
             conn.send_frame(error_frame(exc.code, exc.message))
+
+    def _bars(self, conn: Connection, on: bool) -> None:
+        raise ProtocolError(BAD_MESSAGE, "'bars' is an option of /ws/prices")
 
     @abc.abstractmethod
     async def _attached(self, conn: Connection) -> None: ...
