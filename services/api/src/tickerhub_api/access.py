@@ -18,7 +18,13 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 # REST paths that stay open with API keys on: orchestrators' probes and the API's own
 # description (the OpenAPI schema is public; calls made from /docs need the key).
-OPEN_PATHS = frozenset({"/healthz", "/readyz", "/docs", "/docs/oauth2-redirect", "/openapi.json"})
+# The board page and its assets are open too: the page asks for the key itself and
+# sends it as the WebSocket's first message (routes/board.py).
+BOARD_ASSETS = ("/board/static/board.css", "/board/static/board.js")
+OPEN_PATHS = frozenset(
+    {"/healthz", "/readyz", "/docs", "/docs/oauth2-redirect", "/openapi.json"}
+    | {"/", "/board", *BOARD_ASSETS}
+)
 
 API_KEY_HEADER = "x-api-key"
 API_KEY_QUERY = "api_key"

@@ -13,7 +13,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.types import Receive, Scope, Send
 
 from tickerhub_api.access import ApiKeyMiddleware, KeyCheck, cors_options
-from tickerhub_api.routes import rest, ws
+from tickerhub_api.routes import board, rest, ws
 from tickerhub_api.settings import ApiSettings
 from tickerhub_api.stream.hub import Hub
 from tickerhub_api.stream.policy import ConnectionPolicy
@@ -113,6 +113,7 @@ def create_app(
     app.add_exception_handler(rest.ApiError, _api_error)  # type: ignore[arg-type]
     app.include_router(rest.router)
     app.include_router(ws.router)
+    app.include_router(board.router)
     app.state.ws_admission = ws.Admission.from_settings(settings)
     app.state.ws_policy = policy
     keys = KeyCheck(settings.api_key_list)
