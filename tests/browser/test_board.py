@@ -211,7 +211,7 @@ def test_board_live_updates_edits_and_reconnects(
             shown = by_symbol(browser)
             return (
                 list(shown) == sorted(SHOWN)
-                and all(r["price"] not in ("", "–") for r in shown.values())
+                and all(r["price"] not in ("", "\u2013") for r in shown.values())
                 and all(shown[s]["bars"] >= seeded for s in SHOWN if s != "ACME")
                 and status(browser) == "live"
             )
@@ -223,10 +223,10 @@ def test_board_live_updates_edits_and_reconnects(
         assert shown["ACME"]["state"] == "Closed"
         assert "stale" in shown["ACME"]["cls"]
         assert shown["ACME"]["tags"] == "stale"
-        assert shown["ACME"]["change"] == "▼ −0.62"  # not colour alone: arrow and sign
-        assert shown["ACME"]["pct"] == "−1.47 %"
+        assert shown["ACME"]["change"] == "▼ \u22120.62"  # not colour alone: arrow and sign
+        assert shown["ACME"]["pct"] == "\u22121.47 %"
         assert shown["ACME"]["age"] == "3 h ago"
-        assert browser.evaluate("document.getElementById('seq').textContent") != "–"
+        assert browser.evaluate("document.getElementById('seq').textContent") != "\u2013"
         browser.screenshot(tmp_path / "board.png", *SCREEN)
         SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
         SCREENSHOT.write_bytes((tmp_path / "board.png").read_bytes())
@@ -264,7 +264,7 @@ def test_board_live_updates_edits_and_reconnects(
 
         # Sort by change %: biggest gain first; symbol order again after two clicks.
         browser.evaluate("document.querySelector('button[data-sort=change_percent]').click()")
-        pcts = [float(r["pct"].replace("−", "-").rstrip(" %")) for r in rows(browser)]
+        pcts = [float(r["pct"].replace("\u2212", "-").rstrip(" %")) for r in rows(browser)]
         assert pcts == sorted(pcts, reverse=True)
         assert rows(browser)[0]["symbol"] == "ACME"
         browser.evaluate("document.querySelector('button[data-sort=symbol]').click()")
@@ -274,7 +274,7 @@ def test_board_live_updates_edits_and_reconnects(
         submit_symbol(browser, "googl")
         wait_for(
             browser,
-            lambda: by_symbol(browser).get("GOOGL", {}).get("price", "–") != "–",
+            lambda: by_symbol(browser).get("GOOGL", {}).get("price", "\u2013") != "\u2013",
             "GOOGL added with a price",
         )
         submit_symbol(browser, "NOPE")
@@ -337,7 +337,7 @@ def test_board_with_api_keys_asks_for_one_and_refuses_a_wrong_one(
         wait_for(browser, lambda: status(browser) == "live", "live with the right key")
         wait_for(
             browser,
-            lambda: all(r["price"] != "–" for r in rows(browser)) and len(rows(browser)) == 2,
+            lambda: all(r["price"] != "\u2013" for r in rows(browser)) and len(rows(browser)) == 2,
             "both quotes",
         )
         assert browser.evaluate("sessionStorage.getItem('tickerhub.apiKey')") == RIGHT_KEY
