@@ -135,3 +135,24 @@ def test_restart_continues_loaded_bars_with_rising_revisions() -> None:
     (final,) = after.due(T0 + 70)
     assert final.final
     assert final.revision == 3
+
+
+async def test_publisher_load_skips_malformed_bars_and_dedupes_samples() -> None:
+    from tickerhub_poller.bar_publisher import BarPublisher
+
+    good = BarBuilder()
+    good.add("X", T0 + 1, 10.0, 1)
+    stored = [{"symbol": "X", "t": "not a time"}, good.bars("X")[0].to_wire(), {"nope": 1}]
+
+    class Stored:  # what BarStore.load_all would return from a Redis holding these
+        async def load_all(self, symbols: list[str]) -> list[dict]:
+            return stored
+
+    publisher = BarPublisher(Stored(), BarBuilder(), ["X"], clock=lambda: T0 + 30)  # type: ignore[arg-type]
+    await publisher.load()
+    assert [b.t for b in publisher.builder.bars("X")] == [T0]
+    quote = {"symbol": "X", "price": 11.0, "volume": 5, "market_time": "2025-11-26T13:30:20Z"}
+    publisher.observe(quote)  # type: ignore[arg-type]
+    publisher.observe(quote)  # type: ignore[arg-type]  # the same quote again: no new sample
+    publisher.observe({**quote, "stale": True})  # type: ignore[arg-type]  # a stale mark: none
+    assert publisher.builder.bars("X")[0].n == 2

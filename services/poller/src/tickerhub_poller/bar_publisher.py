@@ -70,8 +70,15 @@ class BarPublisher:
             condition=self._redis_down,
             describe=lambda exc: f"cannot load bars ({exc})",
         )
-        self.builder.load([Bar.from_wire(b) for b in raw])
-        log.info("loaded %d bars of %d symbols", len(raw), len(self._symbols))
+        bars = []
+        for item in raw:
+            try:
+                bars.append(Bar.from_wire(item))
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                # Written by someone else, or by a different version: not worth a crash.
+                log.warning("ignoring a malformed bar in Redis (%s): %.200r", exc, item)
+        self.builder.load(bars)
+        log.info("loaded %d bars of %d symbols", len(bars), len(self._symbols))
 
     async def run(self) -> None:
         while True:

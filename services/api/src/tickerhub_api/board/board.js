@@ -193,7 +193,11 @@
         break;
       case "unsubscribed":
         wanted = msg.watchlist;
-        for (const s of msg.symbols) unknown.delete(s);
+        for (const s of msg.symbols) {
+          unknown.delete(s);
+          quotes.delete(s);
+          bars.delete(s);
+        }
         renderAll();
         break;
       case "bar":

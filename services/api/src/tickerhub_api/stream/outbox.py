@@ -7,8 +7,9 @@ Two parts, sent in this order:
   merged per symbol and field (the latest value wins). It can never hold more
   than one entry per watched symbol, so a client that reads slowly costs bounded
   memory and simply receives fewer, fuller diffs;
-* pending ``bar`` frames, one per ``(symbol, minute)``: a newer revision of a
-  bar replaces the one not sent yet (bounded the same way).
+* pending ``bar`` frames, at most one per ``(symbol, minute)``: a newer revision
+  of a bar replaces the one not sent yet, so a slow reader gets each bar's latest
+  state (a client that reads nothing is closed by the hub's sweep meanwhile).
 
 Sending frames first is correct because a snapshot is built from the mirror at
 the time it is queued and so already includes every diff merged before it;
