@@ -7,7 +7,7 @@ documented way a second producer shares a hub (compare-and-set on ``prices:seq``
 the test knows the exact value a diff carries and can time its arrival.
 
 The screenshot the first test takes is docs/images/board.png (README's first
-screen). For it to show a day's sparklines, the test writes a morning of 1-minute bars
+screen; rewritten with ``TICKERHUB_UPDATE_SCREENSHOT=1``). For it to show a day's sparklines, the test writes a morning of 1-minute bars
 for the simulated symbols first, through ``BarStore.publish`` (``PUBLISH_BARS_LUA``,
 as a producer would); the poller loads them at start and continues the day.
 """
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 import random
 import time
 from collections.abc import Callable
@@ -41,6 +42,9 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOT = ROOT / "docs" / "images" / "board.png"
 SCREEN = (1100, 600)
+# The committed screenshot is rewritten only on request (else every run would dirty
+# the work tree): TICKERHUB_UPDATE_SCREENSHOT=1 make test (or pytest tests/browser).
+UPDATE_SCREENSHOT = os.environ.get("TICKERHUB_UPDATE_SCREENSHOT") == "1"
 POLLED = ["AAPL", "MSFT", "NVDA", "TSLA", "AMZN", "META", "GOOGL"]
 SHOWN = ["AAPL", "MSFT", "NVDA", "TSLA", "AMZN", "META", "ACME"]
 WAIT = 20.0  # generous: only to avoid hanging
@@ -228,8 +232,9 @@ def test_board_live_updates_edits_and_reconnects(
         assert shown["ACME"]["age"] == "3 h ago"
         assert browser.evaluate("document.getElementById('seq').textContent") != "\u2013"
         browser.screenshot(tmp_path / "board.png", *SCREEN)
-        SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-        SCREENSHOT.write_bytes((tmp_path / "board.png").read_bytes())
+        if UPDATE_SCREENSHOT or not SCREENSHOT.exists():
+            SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+            SCREENSHOT.write_bytes((tmp_path / "board.png").read_bytes())
 
         # Readable at 360 px: nothing wider than the screen.
         browser.screenshot(tmp_path / "board-360.png", 360, 640)
