@@ -10,6 +10,7 @@ from tickerhub_api.stream.protocol import (
     BAD_SYMBOL,
     BAD_TYPE,
     TOO_MANY_SYMBOLS,
+    BarsOption,
     Command,
     Ping,
     ProtocolError,
@@ -17,7 +18,7 @@ from tickerhub_api.stream.protocol import (
 )
 
 
-def parse(text: str, max_symbols: int = 5) -> Ping | Command:
+def parse(text: str, max_symbols: int = 5) -> Ping | Command | BarsOption:
     return parse_message(text, max_symbols)
 
 
@@ -102,8 +103,6 @@ def test_duplicates_do_not_count_against_the_symbol_limit() -> None:
 
 
 def test_bars_option() -> None:
-    from tickerhub_api.stream.protocol import BarsOption
-
     assert parse('{"bars": true}') == BarsOption(True)
     assert parse('{"bars": false}') == BarsOption(False)
     with pytest.raises(ProtocolError) as info:

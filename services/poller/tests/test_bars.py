@@ -154,5 +154,5 @@ async def test_publisher_load_skips_malformed_bars_and_dedupes_samples() -> None
     quote = {"symbol": "X", "price": 11.0, "volume": 5, "market_time": "2025-11-26T13:30:20Z"}
     publisher.observe(quote)  # type: ignore[arg-type]
     publisher.observe(quote)  # type: ignore[arg-type]  # the same quote again: no new sample
-    publisher.observe({**quote, "stale": True})  # type: ignore[arg-type]  # a stale mark: none
+    publisher.observe({**quote, "stale": True})  # type: ignore[typeddict-item]  # stale: none
     assert publisher.builder.bars("X")[0].n == 2

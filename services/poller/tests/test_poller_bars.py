@@ -51,7 +51,8 @@ def expected_bars(diffs: list[dict], symbol: str) -> dict[int, dict]:
 
 
 def stored(client: redis.Redis, symbol: str) -> dict[int, dict]:
-    return {epoch(b["t"]): b for b in map(orjson.loads, client.zrange(f"bars:{symbol}", 0, -1))}
+    members: list[bytes] = client.zrange(f"bars:{symbol}", 0, -1)  # type: ignore[assignment]
+    return {epoch(b["t"]): b for b in map(orjson.loads, members)}
 
 
 def collect(pubsub: redis.client.PubSub, into: dict[str, list[dict]]) -> None:

@@ -178,7 +178,8 @@ class BarStore:
 
     async def recent(self, symbol: str, limit: int) -> list[dict[str, Any]]:
         """The ``limit`` newest bars of ``symbol``, oldest first."""
-        raw = await self._redis.zrange(self._keys.bars(symbol), -limit, -1)
+        # Without withscores, zrange returns members only (redis-py types every shape).
+        raw = cast("list[bytes]", await self._redis.zrange(self._keys.bars(symbol), -limit, -1))
         return [wire.loads(r) for r in raw]
 
     async def load_all(self, symbols: Iterable[str]) -> list[dict[str, Any]]:
@@ -186,7 +187,7 @@ class BarStore:
         async with self._redis.pipeline(transaction=False) as pipe:
             for symbol in symbols:
                 pipe.zrange(self._keys.bars(symbol), 0, -1)
-            results = await pipe.execute()
+            results = cast("list[list[bytes]]", await pipe.execute())
         return [wire.loads(r) for raw in results for r in raw]
 
 

@@ -80,9 +80,11 @@ class Browser:
                     return pages[0]["webSocketDebuggerUrl"]
             return None
 
-        return eventually_blocking(
+        found = eventually_blocking(
             target, "a DevTools page target", limit=WAIT, interval=0.1, detail=self.output
         )
+        assert found is not None  # eventually_blocking returns only a truthy result
+        return found
 
     def output(self) -> str:
         return self.log_path.read_text(errors="replace")[-4000:]
