@@ -7,17 +7,13 @@ logs. Chromium is driven over the Chrome DevTools Protocol (its own WebSocket): 
 ``Runtime.evaluate`` poll of the recorded log at a time, nothing else.
 
 Needs Debian's ``chromium`` (``.ci/run`` installs it); skipped when there is none.
+The CDP driver is ``tickerhub_testkit.chromium`` (shared with test_board.py).
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
-import os
 import re
-import shutil
-import signal
-import subprocess
 import threading
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -26,8 +22,8 @@ from typing import Any
 
 import httpx
 import pytest
-from websockets.sync.client import ClientConnection, connect
 
+from tickerhub_testkit.chromium import Browser, find_chromium, headless_chromium
 from tickerhub_testkit.net import free_port, wait_for_port
 from tickerhub_testkit.processes import Procs, ServiceProcess
 from tickerhub_testkit.redis_server import RedisServer
@@ -39,20 +35,6 @@ README = Path(__file__).resolve().parents[2] / "README.md"
 README_URL = "ws://localhost:8000/ws/prices"
 WATCHED = {"AAPL", "MSFT"}
 WAIT = 20.0  # generous: only to avoid hanging
-# Flags this machine needs (see the machine notes): no sandbox as root, no GPU, and no
-# background connections to Google that the closed network would refuse.
-CHROMIUM_FLAGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--remote-debugging-port=0",
-)
-
 # The page: records console.log/warn/error (what the snippet "shows"), and shortens
 # setInterval's delay so the snippet's 30 s `ping` fires within the test. Both are
 # installed before the snippet runs; the snippet's own text is untouched.
@@ -89,10 +71,6 @@ def readme_snippet() -> str:
     return match.group(1)
 
 
-def find_chromium() -> str | None:
-    return shutil.which("chromium") or shutil.which("chromium-browser")
-
-
 # -- the page, served from localhost ---------------------------------------------------
 
 
@@ -123,87 +101,6 @@ def serve_page(body: str) -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
-
-
-# -- headless Chromium over the DevTools protocol --------------------------------------
-
-
-class Browser:
-    """Headless Chromium showing one page; ``evaluate`` runs JS in it over CDP."""
-
-    def __init__(self, binary: str, url: str, tmp_path: Path) -> None:
-        self.profile = tmp_path / "chromium-profile"  # fresh every time
-        self.log_path = tmp_path / "chromium.log"
-        self.url = url
-        with self.log_path.open("wb") as log:
-            self.proc = subprocess.Popen(
-                [binary, *CHROMIUM_FLAGS, f"--user-data-dir={self.profile}", url],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # its own group: its helpers go with it
-            )
-        self.cdp: ClientConnection | None = None
-        self._next_id = 0
-
-    def page_target(self) -> str:
-        """The DevTools WebSocket URL of our page (the port is in DevToolsActivePort)."""
-        port_file = self.profile / "DevToolsActivePort"
-
-        def target() -> str | None:
-            assert self.proc.poll() is None, f"chromium exited:\n{self.output()}"
-            # Not there yet, or half written (empty: IndexError), or no page yet.
-            with contextlib.suppress(OSError, ValueError, IndexError, httpx.HTTPError):
-                port = int(port_file.read_text().split()[0])
-                targets = httpx.get(f"http://127.0.0.1:{port}/json/list", timeout=5).json()
-                pages = [t for t in targets if t["type"] == "page" and t["url"] == self.url]
-                if pages:
-                    return pages[0]["webSocketDebuggerUrl"]
-            return None
-
-        return eventually_blocking(
-            target, "a DevTools page target", limit=WAIT, interval=0.1, detail=self.output
-        )
-
-    def output(self) -> str:
-        return self.log_path.read_text(errors="replace")[-4000:]
-
-    def evaluate(self, expression: str) -> Any:
-        assert self.cdp is not None
-        self._next_id += 1
-        request = {
-            "id": self._next_id,
-            "method": "Runtime.evaluate",
-            "params": {"expression": expression, "returnByValue": True},
-        }
-        self.cdp.send(json.dumps(request))
-        while True:  # skip any event; no domain is enabled, so there should be none
-            answer = json.loads(self.cdp.recv(timeout=WAIT))
-            if answer.get("id") == self._next_id:
-                break
-        assert "error" not in answer, answer
-        assert "exceptionDetails" not in answer["result"], answer
-        return answer["result"]["result"].get("value")
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.proc.wait(timeout=5)
-        # Chromium's helpers (zygote, renderer, ...) are in the group we started.
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait()
-
-
-@contextlib.contextmanager
-def headless_chromium(binary: str, url: str, tmp_path: Path) -> Iterator[Browser]:
-    browser = Browser(binary, url, tmp_path)
-    try:
-        with connect(browser.page_target(), max_size=None) as cdp:
-            browser.cdp = cdp
-            yield browser
-    finally:
-        browser.close()
 
 
 # -- what the page logged ------------------------------------------------------------

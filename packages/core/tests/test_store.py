@@ -250,3 +250,38 @@ async def test_a_producer_without_the_epoch_key_still_publishes(redis) -> None:
     assert (
         await reset(keys=[keys.prices, keys.prices_seq], args=[keys.prices_channel, 4, b"{}"]) == 4
     )
+
+
+async def test_publish_bars_replaces_revisions_trims_and_publishes_in_order(redis) -> None:
+    from tickerhub_core.store import BarStore
+
+    keys = RedisKeys("b:")
+    store = BarStore(redis, keys)
+    pubsub = redis.pubsub()
+    await pubsub.subscribe(keys.bars_channel)
+    await pubsub.get_message(timeout=1)
+
+    def bar(t: int, revision: int, symbol: str = "AAPL") -> bytes:
+        return orjson.dumps({"symbol": symbol, "t": t, "c": 1.0, "revision": revision})
+
+    assert await store.publish([], max_bars=3) == 0
+    assert (
+        await store.publish([("AAPL", 60, 0, bar(60, 1)), ("MSFT", 60, 0, bar(60, 1, "MSFT"))], 3)
+        == 1
+    )
+    assert await store.publish([("AAPL", 60, 0, bar(60, 2))], 3) == 2  # a new revision
+    assert [b["revision"] for b in await store.recent("AAPL", 10)] == [2]
+    for t in (120, 180, 240):
+        await store.publish([("AAPL", t, 0, bar(t, 1))], 3)
+    assert [b["t"] for b in await store.recent("AAPL", 10)] == [120, 180, 240]  # max 3
+    await store.publish([("AAPL", 300, 200, bar(300, 1))], 3)  # nothing older than 200
+    assert [b["t"] for b in await store.recent("AAPL", 10)] == [240, 300]
+    assert [b["t"] for b in await store.recent("AAPL", 1)] == [300]
+    assert len(await store.load_all(["AAPL", "MSFT", "NONE"])) == 3
+
+    first = await pubsub.get_message(timeout=1)
+    message = orjson.loads(first["data"])
+    assert message["type"] == "bars"
+    assert message["seq"] == 1
+    assert [b["symbol"] for b in message["data"]] == ["AAPL", "MSFT"]
+    await pubsub.aclose()

@@ -110,3 +110,20 @@ def test_frame_bound() -> None:
     assert box.push_frame("b")
     assert not box.push_frame("c")
     assert box.queued_frames == 2
+
+
+def test_bars_merge_per_symbol_and_minute_and_follow_diffs() -> None:
+    box = Outbox(max_frames=4)
+    box.push_bar("AAPL", "T1", '{"type":"bar","revision":1}')
+    box.push_bar("MSFT", "T1", '{"type":"bar","symbol":"MSFT"}')
+    box.push_bar("AAPL", "T1", '{"type":"bar","revision":2}')  # replaces the unsent one
+    box.push_bar("AAPL", "T2", '{"type":"bar","revision":1,"t":"T2"}')
+    box.push_diff(1, 100, diff(1, AAPL={"price": 1.0}))
+    box.push_frame("reply")
+    assert take(box) == "reply"
+    assert take(box)["type"] == "diff"
+    assert take(box) == {"type": "bar", "symbol": "MSFT"}
+    assert take(box) == {"type": "bar", "revision": 2}
+    box.drop(["AAPL"])  # unwatched: its pending bars go too
+    assert take(box) is None
+    assert not box

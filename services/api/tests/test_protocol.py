@@ -10,6 +10,7 @@ from tickerhub_api.stream.protocol import (
     BAD_SYMBOL,
     BAD_TYPE,
     TOO_MANY_SYMBOLS,
+    BarsOption,
     ClientMessage,
     Command,
     Ping,
@@ -100,3 +101,14 @@ def test_duplicates_do_not_count_against_the_symbol_limit() -> None:
     command = parse('{"watchlist": ["a", "A", "b", "B", "c", "C", "d", "D", "e", "E"]}')
     assert isinstance(command, Command)
     assert command.symbols == ("A", "B", "C", "D", "E")
+
+
+def test_bars_option() -> None:
+    assert parse('{"bars": true}') == BarsOption(True)
+    assert parse('{"bars": false}') == BarsOption(False)
+    with pytest.raises(ProtocolError) as info:
+        parse('{"bars": 1}')
+    assert info.value.code == "bad_type"
+    with pytest.raises(ProtocolError) as info:
+        parse('{"bars": true, "watchlist": []}')
+    assert info.value.code == "bad_message"

@@ -39,6 +39,20 @@ class RedisKeys:
         """Pub/sub channel carrying ``diff`` and ``reset`` messages."""
         return f"{self.prefix}price-diffs"
 
+    def bars(self, symbol: str) -> str:
+        """ZSET: one symbol's 1-minute bar JSON scored by the minute's start (epoch seconds)."""
+        return f"{self.prefix}bars:{symbol}"
+
+    @property
+    def bars_seq(self) -> str:
+        """STRING: sequence number of the last ``bars`` message."""
+        return f"{self.prefix}bars:seq"
+
+    @property
+    def bars_channel(self) -> str:
+        """Pub/sub channel carrying ``bars`` messages."""
+        return f"{self.prefix}price-bars"
+
     @property
     def news(self) -> str:
         """ZSET: news id scored by publish time (epoch seconds)."""

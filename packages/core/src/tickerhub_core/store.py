@@ -11,7 +11,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
 from redis.asyncio import Redis
 
@@ -127,6 +127,29 @@ return new
 """
 
 
+# KEYS: bars seq key, then one bars ZSET per bar. ARGV: channel, max bars per symbol,
+# then per bar: minute start (epoch s), oldest start to keep, bar JSON. Replaces
+# each bar's previous revision, trims each ZSET to the bar's day and to ``max``,
+# bumps the sequence and publishes every bar in one ``bars`` message.
+PUBLISH_BARS_LUA = """
+local max = tonumber(ARGV[2])
+local seq = redis.call('INCR', KEYS[1])
+local bars = {}
+for i = 3, #ARGV, 3 do
+  local key, t, oldest, bar = KEYS[(i - 3) / 3 + 2], ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  redis.call('ZREMRANGEBYSCORE', key, t, t)
+  redis.call('ZADD', key, t, bar)
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. oldest)
+  local excess = redis.call('ZCARD', key) - max
+  if excess > 0 then redis.call('ZREMRANGEBYRANK', key, 0, excess - 1) end
+  bars[#bars + 1] = bar
+end
+redis.call('PUBLISH', ARGV[1],
+  '{"type":"bars","seq":' .. seq .. ',"data":[' .. table.concat(bars, ',') .. ']}')
+return seq
+"""
+
+
 @dataclass(frozen=True, slots=True)
 class Snapshot:
     """The whole snapshot as one transaction read it: ``seq``, ``epoch`` and quotes match."""
@@ -206,6 +229,41 @@ class SnapshotStore:
     @property
     def _snapshot_keys(self) -> list[str]:
         return [self._keys.prices, self._keys.prices_seq, self._keys.prices_epoch]
+
+
+class BarStore:
+    """1-minute bars: a ZSET per symbol (member = bar JSON, score = minute start)."""
+
+    def __init__(self, redis: Redis, keys: RedisKeys) -> None:
+        self._redis = redis
+        self._keys = keys
+        self._publish = redis.register_script(PUBLISH_BARS_LUA)
+
+    async def publish(self, bars: Iterable[tuple[str, int, int, bytes]], max_bars: int) -> int:
+        """Store and publish ``(symbol, minute start, oldest start kept, bar JSON)``
+        tuples in one atomic step; returns the new ``bars:seq`` (0: nothing to do)."""
+        keys: list[str] = [self._keys.bars_seq]
+        args: list[str | bytes | int] = [self._keys.bars_channel, max_bars]
+        for symbol, t, oldest, bar in bars:
+            keys.append(self._keys.bars(symbol))
+            args += (t, oldest, bar)
+        if len(keys) == 1:
+            return 0
+        return int(await self._publish(keys=keys, args=args))
+
+    async def recent(self, symbol: str, limit: int) -> list[dict[str, Any]]:
+        """The ``limit`` newest bars of ``symbol``, oldest first."""
+        # Without withscores, zrange returns members only (redis-py types every shape).
+        raw = cast("list[bytes]", await self._redis.zrange(self._keys.bars(symbol), -limit, -1))
+        return [wire.loads(r) for r in raw]
+
+    async def load_all(self, symbols: Iterable[str]) -> list[dict[str, Any]]:
+        """Every stored bar of ``symbols`` (a producer's restart)."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for symbol in symbols:
+                pipe.zrange(self._keys.bars(symbol), 0, -1)
+            results = cast("list[list[bytes]]", await pipe.execute())
+        return [wire.loads(r) for raw in results for r in raw]
 
 
 class NewsStore:

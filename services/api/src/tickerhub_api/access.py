@@ -20,13 +20,19 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 # (counts only: no symbol, key or client address; METRICS=false removes it) and the
 # API's own description, both renderings alike (the OpenAPI schema is public; calls made
 # from /docs need the key: its Authorize button takes one, see add_key_security).
+# The board page and its assets are open too: the page asks for the key itself and
+# sends it as the WebSocket's first message (routes/board.py).
 PROBE_PATHS = frozenset({"/healthz", "/readyz"})
+BOARD_ASSETS = ("/board/static/board.css", "/board/static/board.js")
 OPEN_PATHS = PROBE_PATHS | {
     "/metrics",
     "/docs",
     "/docs/oauth2-redirect",
     "/redoc",
     "/openapi.json",
+    "/",
+    "/board",
+    *BOARD_ASSETS,
 }
 
 # How the OpenAPI document describes the two ways to send a key.

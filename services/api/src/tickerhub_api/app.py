@@ -17,7 +17,7 @@ from tickerhub_api.access import ApiKeyMiddleware, KeyCheck, add_key_security, c
 from tickerhub_api.metrics import install_metrics
 from tickerhub_api.probes import READY_PING_TIMEOUT, ReadinessProbe, RedisFailures
 from tickerhub_api.rest_cap import RestConcurrencyCap
-from tickerhub_api.routes import rest, ws
+from tickerhub_api.routes import board, rest, ws
 from tickerhub_api.settings import ApiSettings
 from tickerhub_api.stream.hub import Hub
 from tickerhub_api.stream.policy import ConnectionPolicy
@@ -136,6 +136,7 @@ def create_app(
     app.add_exception_handler(rest.ApiError, _api_error)  # type: ignore[arg-type]
     app.include_router(rest.router)
     app.include_router(ws.router)
+    app.include_router(board.router)
     app.state.ws_admission = ws.Admission.from_settings(settings)
     app.state.ws_policy = policy
     keys = KeyCheck(settings.api_key_list)

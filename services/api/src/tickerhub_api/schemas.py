@@ -30,6 +30,21 @@ class Quote(BaseModel):
     stale: bool = Field(default=False, description="The source has been failing for it.")
 
 
+class Bar(BaseModel):
+    """A 1-minute OHLCV bar (docs/protocol.md, *Bars*)."""
+
+    symbol: str
+    t: str = Field(description="Start of the minute, ISO-8601 UTC; the bar covers [t, t + 60 s).")
+    o: float
+    h: float
+    l: float  # noqa: E741 (the protocol's name)
+    c: float
+    v: int = Field(description="Rise of the day volume within the minute (never negative).")
+    n: int = Field(description="Quotes sampled in the minute.")
+    final: bool = Field(description="The minute (plus a grace for late ticks) is over.")
+    revision: int = Field(description="Rises with every publication of this bar.")
+
+
 class NewsItem(BaseModel):
     id: str
     title: str

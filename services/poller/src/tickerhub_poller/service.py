@@ -8,7 +8,9 @@ import logging
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from tickerhub_core.store import NewsStore, SnapshotStore, YahooRateLimit
+from tickerhub_core.store import BarStore, NewsStore, SnapshotStore, YahooRateLimit
+from tickerhub_poller.bar_publisher import BarPublisher
+from tickerhub_poller.bars import BarBuilder
 from tickerhub_poller.batcher import QuoteBatcher
 from tickerhub_poller.healthcheck import Heartbeat
 from tickerhub_poller.news import NewsPoller
@@ -26,7 +28,12 @@ MIN_SHARED_HOLD = 1.0
 class Poller:
     def __init__(self, settings: PollerSettings, redis: Redis, source: QuoteSource) -> None:
         self.settings = settings
-        self.snapshot = Snapshot()
+        self.bars = BarPublisher(
+            BarStore(redis, settings.keys),
+            BarBuilder(grace=settings.bar_grace),
+            settings.tickers,
+        )
+        self.snapshot = Snapshot(observer=self.bars.observe)
         heartbeat = Heartbeat(settings.heartbeat_file) if settings.heartbeat_file else None
         self.publisher = Publisher(
             SnapshotStore(redis, settings.keys),
@@ -82,6 +89,7 @@ class Poller:
     async def run(self) -> None:
         """Run until cancelled. Loads Redis's snapshot first so a restart diffs against it."""
         await self.publisher.load()
+        await self.bars.load()
         log.info(
             "polling %d tickers from %s every %ss",
             len(self.tickers),
@@ -91,6 +99,7 @@ class Poller:
         try:
             async with asyncio.TaskGroup() as tasks:
                 tasks.create_task(self.publisher.run(), name="publisher")
+                tasks.create_task(self.bars.run(), name="bars")
                 for ticker in self.tickers:
                     tasks.create_task(ticker.run(), name=f"ticker:{ticker.symbol}")
                 if self.settings.news_interval > 0:
@@ -101,5 +110,6 @@ class Poller:
             try:
                 async with asyncio.timeout(2):
                     await self.publisher.flush()
+                await self.bars.flush(everything=True)
             except Exception as exc:  # shutting down: report, do not raise
                 log.warning("could not publish pending changes on shutdown: %s", exc)

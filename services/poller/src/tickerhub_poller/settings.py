@@ -38,6 +38,12 @@ class PollerSettings(CommonSettings):
         default=0.05, ge=0, description="Seconds to gather ticker requests into one batch."
     )
     request_timeout: float = Field(default=10.0, gt=0, description="Upstream request timeout.")
+    bar_grace: float = Field(
+        default=5.0,
+        ge=0,
+        le=60,
+        description="Seconds after a minute ends before its 1-minute bar is final (late ticks).",
+    )
     heartbeat_file: str | None = Field(
         default=None,
         description="File touched whenever Redis is up to date (for container healthchecks).",

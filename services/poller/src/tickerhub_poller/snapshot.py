@@ -8,6 +8,7 @@ diff instead of queueing), writes it to Redis and commits it here.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from tickerhub_core import wire
@@ -25,10 +26,12 @@ class PreparedDiff:
 
 
 class Snapshot:
-    def __init__(self) -> None:
+    def __init__(self, observer: Callable[[Quote], None] | None = None) -> None:
         self.seq = 0
         self.published: dict[str, Quote] = {}
         self.pending: dict[str, Quote] = {}
+        # Sees every quote put here (polls, ticks, stale marks): the 1-minute bars.
+        self._observer = observer
 
     def load(self, seq: int, quotes: dict[str, Quote]) -> None:
         """Adopt what Redis holds (at start, or after another producer moved on)."""
@@ -37,6 +40,8 @@ class Snapshot:
 
     def update(self, quote: Quote) -> None:
         self.pending[quote["symbol"]] = quote
+        if self._observer is not None:
+            self._observer(quote)
 
     def get(self, symbol: str) -> Quote | None:
         return self.pending.get(symbol) or self.published.get(symbol)

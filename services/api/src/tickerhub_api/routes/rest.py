@@ -22,6 +22,7 @@ from redis.exceptions import RedisError
 
 from tickerhub_api.probes import ReadinessProbe, RedisFailures
 from tickerhub_api.schemas import (
+    Bar,
     ErrorDetail,
     Health,
     HistoryPoint,
@@ -166,6 +167,35 @@ async def ticker(
         raise ApiError(404, f"unknown symbol: {canonical}")
     response.headers.update(_quote_headers(reads, seq, epoch))
     return quote
+
+
+# One trading day of 1-minute bars at most is kept (docs/protocol.md).
+MAX_BARS = 1440
+
+
+@router.get(
+    "/tickers/{symbol}/bars",
+    response_model=list[Bar],
+    responses={**_NOT_FOUND, **_BAD_SYMBOL, **_UNAVAILABLE},
+    summary="Today's 1-minute bars, newest last",
+)
+async def bars(
+    symbol: SymbolPath,
+    reads: ReadsDep,
+    failures: FailuresDep,
+    limit: Annotated[
+        int, Query(ge=1, le=MAX_BARS, description="How many of the newest bars.")
+    ] = 390,
+) -> Any:
+    canonical = _symbol(symbol)
+    try:
+        _, _, quote = await reads.quote(canonical)
+        if quote is None:
+            raise ApiError(404, f"unknown symbol: {canonical}")
+        found = await reads.bars(canonical, limit)
+    except RedisError as exc:
+        raise _unavailable(failures, "bars are", exc) from None
+    return found
 
 
 @router.get(

@@ -256,6 +256,7 @@ async def _serve_fast(
     """Fast path: this task only reads; the hub's flusher writes. A close by the server
     interrupts the pending ``receive`` (``FastChannel.interrupt``), and ``_read`` returns."""
     conn = hub.fast_connection(channel)
+    conn.bars = _wants_bars(websocket)
     try:
         await stream.attach(conn, stream.opening(websocket.query_params))
         await _read(websocket, conn, stream, policy)
@@ -270,6 +271,7 @@ async def _serve_asgi(
 ) -> None:
     """ASGI path: a sender task beside this reader; whichever ends first ends the other."""
     conn, sender = hub.asgi_connection(_text_sender(websocket))
+    conn.bars = _wants_bars(websocket)
     try:
         # News loads its recent items from Redis.
         await stream.attach(conn, stream.opening(websocket.query_params))
@@ -292,6 +294,11 @@ async def _send_close(websocket: WebSocket, conn: Connection) -> None:
     code = conn.close_code
     if code is not None:
         await _close(websocket, code, code.reason)
+
+
+def _wants_bars(websocket: WebSocket) -> bool:
+    """``?bars=1`` (or ``true``): the same as a first ``{"bars": true}`` message."""
+    return websocket.query_params.get("bars", "").lower() in {"1", "true", "yes"}
 
 
 def _fast_channel(websocket: WebSocket) -> FastChannel | None:

@@ -60,6 +60,8 @@ class Connection:
         self.close_code: CloseCode | None = None
         # The client's close code when it left first (1005: none given; 1006: no close frame).
         self.peer_close_code: int | None = None
+        # 1-minute ``bar`` messages for the watched symbols (``{"bars": true}``, ``?bars=1``).
+        self.bars = False
         self.sender: Sender = Unsent()
         # Set while the first snapshot waits for the hub's first load: what it must answer.
         self.resume_from: ResumePoint | NewsPoint | None = None

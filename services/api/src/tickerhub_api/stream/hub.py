@@ -30,7 +30,7 @@ from tickerhub_api.stream.protocol import CloseCode
 from tickerhub_api.stream.senders import AsgiSender, FastSender, SendCounts, SendText
 from tickerhub_api.stream.subscription import Subscription
 from tickerhub_core.keys import RedisKeys
-from tickerhub_core.store import NewsStore, SnapshotStore
+from tickerhub_core.store import BarStore, NewsStore, SnapshotStore
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +42,7 @@ class Hub:
         self.policy = policy
         self.snapshots = SnapshotStore(redis, keys)
         self.news_store = NewsStore(redis, keys)
+        self.bar_store = BarStore(redis, keys)
         self.mirror = Mirror()
         self.flusher = Flusher()
         self.asgi_sent = SendCounts()

@@ -6,7 +6,10 @@ Two parts, sent in this order:
 * one pending ``diff``: every price diff that arrived while a send was in flight,
   merged per symbol and field (the latest value wins). It can never hold more
   than one entry per watched symbol, so a client that reads slowly costs bounded
-  memory and simply receives fewer, fuller diffs.
+  memory and simply receives fewer, fuller diffs;
+* pending ``bar`` frames, at most one per ``(symbol, minute)``: a newer revision
+  of a bar replaces the one not sent yet, so a slow reader gets each bar's latest
+  state (a client that reads nothing is closed by the hub's sweep meanwhile).
 
 Sending frames first is correct because a snapshot is built from the mirror at
 the time it is queued and so already includes every diff merged before it;
@@ -41,9 +44,17 @@ class Outbox:
         self._ts: int | None = None
         # Diffs merged into one still unsent (conflation), for /metrics.
         self.conflated = 0
+        self._bars: dict[tuple[str, str], str] | None = None
 
     def __bool__(self) -> bool:
-        return bool(self._frames or self._pending)
+        return bool(self._frames or self._pending or self._bars)
+
+    def push_bar(self, symbol: str, t: str, frame: str) -> None:
+        """Queue a ``bar`` frame; it replaces an unsent one of the same symbol and minute."""
+        if self._bars is None:
+            self._bars = {}
+        self._bars.pop((symbol, t), None)  # re-inserted last: bars leave in arrival order
+        self._bars[(symbol, t)] = frame
 
     @property
     def pending_symbols(self) -> int:
@@ -99,6 +110,10 @@ class Outbox:
 
     def drop(self, symbols: Iterable[str]) -> None:
         """Forget pending changes for ``symbols`` (unwatched, or covered by a queued snapshot)."""
+        symbols = tuple(symbols)
+        if self._bars:
+            gone = set(symbols)
+            self._bars = {k: f for k, f in self._bars.items() if k[0] not in gone}
         if not self._pending:
             return
         doomed = [s for s in symbols if s in self._pending]
@@ -131,6 +146,9 @@ class Outbox:
         if self._frames:
             return self._frames.pop(0)
         if not self._pending or not diff:
+            if self._bars:
+                key = next(iter(self._bars))
+                return self._bars.pop(key)
             return None
         frame = self._frame
         if frame is None:

@@ -130,7 +130,27 @@ class PriceStream(Stream):
             )
         )
 
+    def _bars(self, conn: Connection, on: bool) -> None:
+        conn.bars = on
+        conn.send_frame(encode({"type": "bars", "enabled": on}))
+
     # -- from the subscription --------------------------------------------------------
+
+    def publish_bars(self, bars: Iterable[Mapping[str, Any]]) -> None:
+        """Fan 1-minute bars out, as ``bar`` messages, to the connections that asked for
+        bars and watch their symbols. Each bar is encoded once."""
+        everything = self._index.everything
+        for bar in bars:
+            symbol = bar["symbol"]
+            frame: str | None = None
+            for conns in (everything, self._index.watchers(symbol)):
+                for conn in conns:
+                    if not (conn.bars and conn.synced):
+                        continue
+                    if frame is None:
+                        frame = encode({"type": "bar", **bar})
+                    conn.outbox.push_bar(symbol, bar["t"], frame)
+                    conn.wake()
 
     def publish_diff(self, seq: int, ts: int | None, data: Mapping[str, Mapping[str, Any]]) -> None:
         """Fan one diff (already applied to the mirror) out to the connections that watch it.

@@ -85,6 +85,13 @@ class Ping:
 
 
 @dataclass(frozen=True, slots=True)
+class BarsOption:
+    """``{"bars": true}`` / ``{"bars": false}``: 1-minute bars for the watched symbols."""
+
+    on: bool
+
+
+@dataclass(frozen=True, slots=True)
 class Command:
     action: Action
     # Canonical, unique, in the client's order. ``None`` only for ``{"watchlist": null}``,
@@ -136,7 +143,7 @@ class Opening:
     errors: tuple[ProtocolError, ...] = ()
 
 
-ClientMessage = Ping | Command | Resume | MaxRate
+ClientMessage = Ping | Command | Resume | MaxRate | BarsOption
 
 
 def parse_message(text: str, max_symbols: int) -> ClientMessage:
@@ -160,13 +167,17 @@ def parse_message(text: str, max_symbols: int) -> ClientMessage:
         watch = obj["watchlist"]
         symbols = None if watch is None else parse_symbols("watchlist", watch, max_symbols)
         return Resume(point, symbols)
+    if len(obj) == 1 and "bars" in obj:
+        if not isinstance(obj["bars"], bool):
+            raise ProtocolError(BAD_TYPE, "'bars' must be true or false")
+        return BarsOption(obj["bars"])
     keys = [key for key in obj if key in ACTIONS]
     extra = [key for key in obj if key not in ACTIONS]
     if len(keys) != 1 or extra:
         raise ProtocolError(
             BAD_MESSAGE,
             "expected exactly one of 'watchlist', 'subscribe', 'unsubscribe', 'max_rate', "
-            "'resume'"
+            "'resume' (or 'bars')"
             + (f"; unknown fields: {', '.join(sorted(map(_short, extra))[:5])}" if extra else ""),
         )
     action: Action = keys[0]

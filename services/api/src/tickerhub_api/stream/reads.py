@@ -10,6 +10,7 @@ read from Redis directly; Redis errors propagate (``RedisError``).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from tickerhub_api.stream.hub import Hub
 from tickerhub_core import wire
@@ -69,6 +70,10 @@ class Reads:
     def age(self) -> float | None:
         """Seconds since Redis was last heard from (how old the quotes may be)."""
         return self._hub.age()
+
+    async def bars(self, symbol: str, limit: int) -> list[dict[str, Any]]:
+        """The ``limit`` newest 1-minute bars of ``symbol``, oldest first (from Redis)."""
+        return await self._hub.bar_store.recent(symbol, limit)
 
     async def news(self, count: int, symbols: list[str] | None) -> list[NewsItem]:
         """The ``count`` most recent items, newest first, about any of ``symbols`` (None: all)."""

@@ -19,6 +19,7 @@ from tickerhub_api.stream.connection import Connection
 from tickerhub_api.stream.protocol import (
     BAD_MESSAGE,
     PONG,
+    BarsOption,
     Command,
     MaxRate,
     Opening,
@@ -106,6 +107,8 @@ class Stream(abc.ABC):
             message = parse_message(text, self._max_symbols)
             if isinstance(message, Ping):
                 conn.send_frame(PONG)
+            elif isinstance(message, BarsOption):
+                self._bars(conn, message.on)
             elif isinstance(message, Command):
                 await self._apply(conn, message)
             elif isinstance(message, Resume):
@@ -114,6 +117,9 @@ class Stream(abc.ABC):
                 self._max_rate(conn, message)
         except ProtocolError as exc:
             self.error(conn, exc.code, exc.message)
+
+    def _bars(self, conn: Connection, on: bool) -> None:
+        raise ProtocolError(BAD_MESSAGE, "'bars' is an option of /ws/prices")
 
     @abc.abstractmethod
     async def _attached(self, conn: Connection, opening: Opening) -> None: ...

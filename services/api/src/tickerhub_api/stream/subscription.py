@@ -101,8 +101,10 @@ class Subscription:
     async def _session(self) -> None:
         pubsub = self._redis.pubsub()
         try:
-            await pubsub.subscribe(self._keys.prices_channel, self._keys.news_channel)
-            await _confirmed(pubsub, 2)
+            await pubsub.subscribe(
+                self._keys.prices_channel, self._keys.news_channel, self._keys.bars_channel
+            )
+            await _confirmed(pubsub, 3)
             # redis-py may reconnect and resubscribe on its own inside get_message;
             # whatever was published meanwhile is lost, so treat that as a gap.
             self._reconnected = False
@@ -199,6 +201,11 @@ class Subscription:
                     task = asyncio.create_task(self.news.resync())
                     self._resyncs.add(task)
                     task.add_done_callback(self._resyncs.discard)
+                return None
+            if channel == self._keys.bars_channel:
+                # Bars carry their own revision; a missed message is caught up over REST.
+                if kind == "bars":
+                    self.prices.publish_bars(message["data"])
                 return None
             if kind == "reset":
                 return "reset"
