@@ -13,33 +13,19 @@ import struct
 import subprocess
 import termios
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
-from tickerhub_testkit.processes import ApiProcess, ServiceProcess, console_script, poller_process
+from tickerhub_testkit.processes import Procs, console_script, poller_process, start_api
+from tickerhub_testkit.wait import WAIT, eventually_blocking
+
+from .conftest import KEY
 
 pytestmark = pytest.mark.integration
 
-WAIT = 30.0
-KEY = "client-test-key-0123456789"
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
-
-
-@pytest.fixture
-def services() -> Iterator[list[ServiceProcess]]:
-    started: list[ServiceProcess] = []
-    yield started
-    for service in started:
-        service.stop()
-
-
-def start_api(redis_url: str, services: list[ServiceProcess], **env: str) -> ApiProcess:
-    api = ApiProcess(redis_url, **{"LOG_LEVEL": "WARNING", **env}).start()
-    services.append(api)
-    return api.wait_ready(WAIT)
 
 
 def read_until(fd: int, proc: subprocess.Popen[bytes], pattern: re.Pattern[str]) -> str:
@@ -56,11 +42,9 @@ def read_until(fd: int, proc: subprocess.Popen[bytes], pattern: re.Pattern[str])
             seen += os.read(fd, 65536)
 
 
-def test_watch_shows_a_live_table_and_exits_zero_on_sigint(
-    redis_server: Any, services: list
-) -> None:
-    services.append(poller_process(redis_server.url, ["AAPL", "MSFT", "TSLA"]).start())
-    api = start_api(redis_server.url, services)
+def test_watch_shows_a_live_table_and_exits_zero_on_sigint(redis_server: Any, procs: Procs) -> None:
+    procs(poller_process(redis_server.url, ["AAPL", "MSFT", "TSLA"]))
+    api = start_api(procs, redis_server.url, LOG_LEVEL="WARNING")
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 110, 0, 0))
     proc = subprocess.Popen(
@@ -95,14 +79,14 @@ def test_watch_shows_a_live_table_and_exits_zero_on_sigint(
         os.close(master)
 
 
-def test_watch_once_prints_the_quotes_rest_serves(redis_server: Any, services: list) -> None:
-    poller = poller_process(redis_server.url, ["AAPL", "MSFT"]).start()
-    services.append(poller)
-    api = start_api(redis_server.url, services)
-    deadline = time.monotonic() + WAIT
-    while set(httpx.get(f"{api.http}/tickers").json()) != {"AAPL", "MSFT"}:
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
+def test_watch_once_prints_the_quotes_rest_serves(redis_server: Any, procs: Procs) -> None:
+    poller = procs(poller_process(redis_server.url, ["AAPL", "MSFT"]))
+    api = start_api(procs, redis_server.url, LOG_LEVEL="WARNING")
+    eventually_blocking(
+        lambda: set(httpx.get(f"{api.http}/tickers").json()) == {"AAPL", "MSFT"},
+        "AAPL and MSFT in GET /tickers",
+        interval=0.1,
+    )
     assert poller.stop() == 0
     rest = httpx.get(f"{api.http}/tickers").json()
     done = subprocess.run(
@@ -121,8 +105,8 @@ def test_watch_once_prints_the_quotes_rest_serves(redis_server: Any, services: l
     assert done.stdout.index("MSFT") < done.stdout.index("AAPL")  # the order asked for
 
 
-def test_watch_with_a_bad_key_exits_one_with_the_reason(redis_server: Any, services: list) -> None:
-    api = start_api(redis_server.url, services, API_KEYS=KEY)
+def test_watch_with_a_bad_key_exits_one_with_the_reason(redis_server: Any, procs: Procs) -> None:
+    api = start_api(procs, redis_server.url, LOG_LEVEL="WARNING", API_KEYS=KEY)
     done = subprocess.run(
         [console_script("tickerhub"), "watch", "AAPL", "--url", api.ws],
         capture_output=True,

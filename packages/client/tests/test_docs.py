@@ -8,19 +8,18 @@ import select
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tickerhub_testkit.processes import ApiProcess, ServiceProcess, poller_process
+from tickerhub_testkit.processes import Procs, poller_process, start_api
+from tickerhub_testkit.wait import WAIT
 
 pytestmark = pytest.mark.integration
 
 PROTOCOL = Path(__file__).resolve().parents[3] / "docs" / "protocol.md"
 DOC_URL = "ws://localhost:8000"
-WAIT = 30.0
 
 
 def example() -> str:
@@ -39,19 +38,9 @@ def watched(line: str) -> bool:
     return set(prices) == {"AAPL", "MSFT"} and all(isinstance(p, float) for p in prices.values())
 
 
-@pytest.fixture
-def services() -> Iterator[list[ServiceProcess]]:
-    started: list[ServiceProcess] = []
-    yield started
-    for service in started:
-        service.stop()
-
-
-def test_protocol_python_example_follows_the_stream(redis_server: Any, services: list) -> None:
-    services.append(poller_process(redis_server.url, ["AAPL", "MSFT", "TSLA"]).start())
-    api = ApiProcess(redis_server.url, LOG_LEVEL="WARNING").start()
-    services.append(api)
-    api.wait_ready(WAIT)
+def test_protocol_python_example_follows_the_stream(redis_server: Any, procs: Procs) -> None:
+    procs(poller_process(redis_server.url, ["AAPL", "MSFT", "TSLA"]))
+    api = start_api(procs, redis_server.url, LOG_LEVEL="WARNING")
     code = example().replace(DOC_URL, api.ws)
     proc = subprocess.Popen(
         [sys.executable, "-u", "-c", code], stdout=subprocess.PIPE, stderr=subprocess.STDOUT

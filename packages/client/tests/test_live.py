@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -30,34 +30,20 @@ from tickerhub_client import (
 from tickerhub_core.keys import RedisKeys
 from tickerhub_core.models import NewsItem
 from tickerhub_core.store import NewsStore
-from tickerhub_testkit.processes import ApiProcess, ServiceProcess, poller_process
+from tickerhub_testkit.processes import ApiProcess, Procs, ServiceProcess, poller_process, start_api
+from tickerhub_testkit.wait import WAIT, eventually
+
+from .conftest import KEY
 
 pytestmark = pytest.mark.integration
 
-WAIT = 30.0
 FAST = Backoff(initial=0.1, factor=2, maximum=1.0)
-KEY = "client-test-key-0123456789"
 TICKERS = ("AAPL", "MSFT", "GOOG", "TSLA")
 
 
-@pytest.fixture
-def services() -> Iterator[list[ServiceProcess]]:
-    started: list[ServiceProcess] = []
-    yield started
-    for service in started:
-        service.stop()
-
-
-def start_api(redis_url: str, services: list[ServiceProcess], **env: str) -> ApiProcess:
-    api = ApiProcess(redis_url, **{"LOG_LEVEL": "WARNING", **env}).start()
-    services.append(api)
-    return api.wait_ready(WAIT)
-
-
-def start_poller(redis_url: str, services: list[ServiceProcess]) -> ServiceProcess:
-    poller = poller_process(redis_url, TICKERS).start()
-    services.append(poller)
-    return poller
+def start_poller(procs: Procs, redis_url: str) -> ServiceProcess:
+    """The simulated poller on ``TICKERS`` (stopped with the test)."""
+    return procs(poller_process(redis_url, TICKERS))
 
 
 class Follower:
@@ -93,13 +79,6 @@ async def following(client: Any) -> AsyncIterator[Follower]:
         await follower.stop()
 
 
-async def wait_for(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + WAIT
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.05)
-
-
 async def tickers(api: ApiProcess, **headers: str) -> dict[str, Any]:
     async with httpx.AsyncClient() as http:
         response = await http.get(f"{api.http}/tickers", headers=headers)
@@ -119,12 +98,12 @@ async def converge(client: PricesClient, api: ApiProcess, symbols: list[str]) ->
         await asyncio.sleep(0.1)
 
 
-async def test_view_converges_to_rest(redis_server: Any, services: list) -> None:
-    poller = start_poller(redis_server.url, services)
-    api = start_api(redis_server.url, services)
+async def test_view_converges_to_rest(redis_server: Any, procs: Procs) -> None:
+    poller = start_poller(procs, redis_server.url)
+    api = start_api(procs, redis_server.url, LOG_LEVEL="WARNING")
     client = PricesClient(api.ws, symbols=["aapl", "MSFT"], backoff=FAST)
     async with following(client) as follower:
-        await wait_for(lambda: follower.count(Diff) >= 10, "diffs from the poller")
+        await eventually(lambda: follower.count(Diff) >= 10, "diffs from the poller")
         assert poller.stop() == 0
         await converge(client, api, ["AAPL", "MSFT"])
         # The server took the watchlist from ?symbols= and said so in the first snapshot.
@@ -140,40 +119,40 @@ async def test_view_converges_to_rest(redis_server: Any, services: list) -> None
     assert isinstance(follower.events[-1], Closed)
 
 
-async def test_watchlist_changes_while_connected(redis_server: Any, services: list) -> None:
-    poller = start_poller(redis_server.url, services)
-    api = start_api(redis_server.url, services)
+async def test_watchlist_changes_while_connected(redis_server: Any, procs: Procs) -> None:
+    poller = start_poller(procs, redis_server.url)
+    api = start_api(procs, redis_server.url, LOG_LEVEL="WARNING")
     client = PricesClient(api.ws, symbols=["AAPL"], backoff=FAST)
     async with following(client) as follower:
-        await wait_for(lambda: client.view.watchlist == ["AAPL"], "watchlist reply")
+        await eventually(lambda: client.view.watchlist == ["AAPL"], "watchlist reply")
         await client.subscribe(["tsla", "goog"])
-        await wait_for(lambda: set(client.quotes) == {"AAPL", "GOOG", "TSLA"}, "subscribe")
+        await eventually(lambda: set(client.quotes) == {"AAPL", "GOOG", "TSLA"}, "subscribe")
         await client.unsubscribe(["AAPL"])
-        await wait_for(lambda: set(client.quotes) == {"GOOG", "TSLA"}, "unsubscribe")
+        await eventually(lambda: set(client.quotes) == {"GOOG", "TSLA"}, "unsubscribe")
         assert client.symbols == ["GOOG", "TSLA"]
         await client.set_watchlist(["MSFT"])
-        await wait_for(lambda: set(client.quotes) == {"MSFT"}, "new watchlist")
+        await eventually(lambda: set(client.quotes) == {"MSFT"}, "new watchlist")
         assert poller.stop() == 0
         await converge(client, api, ["MSFT"])
         assert follower.error is None
 
 
 async def test_reconnects_after_the_api_is_killed_and_restarted(
-    redis_server: Any, services: list
+    redis_server: Any, procs: Procs
 ) -> None:
-    start_poller(redis_server.url, services)
-    api = start_api(redis_server.url, services)
+    poller = start_poller(procs, redis_server.url)
+    api = start_api(procs, redis_server.url, LOG_LEVEL="WARNING")
     client = PricesClient(api.ws, symbols=["AAPL", "TSLA"], backoff=FAST)
     async with following(client) as follower:
-        await wait_for(lambda: follower.count(Diff) >= 5, "diffs before the kill")
+        await eventually(lambda: follower.count(Diff) >= 5, "diffs before the kill")
         api.kill()
-        await wait_for(lambda: follower.count(Reconnecting) >= 2, "reconnect attempts")
+        await eventually(lambda: follower.count(Reconnecting) >= 2, "reconnect attempts")
         before = follower.count(Diff)
         assert follower.count(Connected) == 1
-        again = start_api(redis_server.url, services, PORT=str(api.port))
-        await wait_for(lambda: follower.count(Connected) == 2, "the second connection")
-        await wait_for(lambda: follower.count(Diff) >= before + 5, "diffs after the restart")
-        services[0].stop()  # the poller: let the state settle
+        again = start_api(procs, redis_server.url, LOG_LEVEL="WARNING", PORT=str(api.port))
+        await eventually(lambda: follower.count(Connected) == 2, "the second connection")
+        await eventually(lambda: follower.count(Diff) >= before + 5, "diffs after the restart")
+        poller.stop()  # let the state settle
         await converge(client, again, ["AAPL", "TSLA"])
         reconnecting = [e for e in follower.events if isinstance(e, Reconnecting)]
         assert reconnecting[0].code == 1006  # killed: no close frame
@@ -184,9 +163,9 @@ async def test_reconnects_after_the_api_is_killed_and_restarted(
 
 @pytest.mark.parametrize("auth", ["header", "message"])
 async def test_bad_key_raises_once_and_does_not_retry(
-    redis_server: Any, services: list, auth: str
+    redis_server: Any, procs: Procs, auth: str
 ) -> None:
-    api = start_api(redis_server.url, services, API_KEYS=KEY)
+    api = start_api(procs, redis_server.url, LOG_LEVEL="WARNING", API_KEYS=KEY)
     client = PricesClient(api.ws, symbols=["AAPL"], api_key="wrong-key-but-long-enough", auth=auth)
     events: list[Event] = []
 
@@ -203,19 +182,19 @@ async def test_bad_key_raises_once_and_does_not_retry(
 
 
 @pytest.mark.parametrize("auth", ["header", "message"])
-async def test_good_key_gets_the_stream(redis_server: Any, services: list, auth: str) -> None:
-    start_poller(redis_server.url, services)
-    api = start_api(redis_server.url, services, API_KEYS=KEY)
+async def test_good_key_gets_the_stream(redis_server: Any, procs: Procs, auth: str) -> None:
+    start_poller(procs, redis_server.url)
+    api = start_api(procs, redis_server.url, LOG_LEVEL="WARNING", API_KEYS=KEY)
     client = PricesClient(api.ws, symbols=["MSFT"], api_key=KEY, auth=auth)
     async with following(client) as follower:
-        await wait_for(lambda: client.view.watchlist == ["MSFT"], "watchlist reply")
-        await wait_for(lambda: follower.count(Diff) >= 1, "a diff")
+        await eventually(lambda: client.view.watchlist == ["MSFT"], "watchlist reply")
+        await eventually(lambda: follower.count(Diff) >= 1, "a diff")
         assert set(client.quotes) == {"MSFT"}
         assert follower.error is None
 
 
-async def test_news_stream(redis_server: Any, services: list) -> None:
-    api = start_api(redis_server.url, services)
+async def test_news_stream(redis_server: Any, procs: Procs) -> None:
+    api = start_api(procs, redis_server.url, LOG_LEVEL="WARNING")
     redis = Redis.from_url(redis_server.url)
     store = NewsStore(redis, RedisKeys())
 
@@ -233,10 +212,10 @@ async def test_news_stream(redis_server: Any, services: list) -> None:
         await store.add([item(1, "AAPL"), item(2, "MSFT")], 50)
         client = NewsClient(api.ws, symbols=["aapl"])
         async with following(client) as follower:
-            await wait_for(lambda: client.view.watchlist == ["AAPL"], "watchlist reply")
+            await eventually(lambda: client.view.watchlist == ["AAPL"], "watchlist reply")
             assert [i["id"] for i in client.items] == ["id1"]
             await store.add([item(3, "MSFT"), item(4, "AAPL", "TSLA")], 50)
-            await wait_for(lambda: follower.count(News) == 1, "news")
+            await eventually(lambda: follower.count(News) == 1, "news")
             assert [i["id"] for i in client.items] == ["id4", "id1"]
             snapshots = [e for e in follower.events if isinstance(e, NewsSnapshot)]
             # One, on connect: the server took the watchlist from ?symbols=.
@@ -246,21 +225,21 @@ async def test_news_stream(redis_server: Any, services: list) -> None:
         await redis.aclose()
 
 
-async def test_full_api_is_retried_not_fatal(redis_server: Any, services: list) -> None:
+async def test_full_api_is_retried_not_fatal(redis_server: Any, procs: Procs) -> None:
     """1013 (the process is full) means later: the client backs off and gets in."""
-    start_poller(redis_server.url, services)
-    api = start_api(redis_server.url, services, WS_MAX_CONNECTIONS="1")
+    start_poller(procs, redis_server.url)
+    api = start_api(procs, redis_server.url, LOG_LEVEL="WARNING", WS_MAX_CONNECTIONS="1")
     first = PricesClient(api.ws, symbols=["AAPL"], backoff=FAST)
     second = PricesClient(api.ws, symbols=["MSFT"], backoff=FAST)
     async with following(first) as one:
-        await wait_for(lambda: first.view.watchlist == ["AAPL"], "the first client in")
+        await eventually(lambda: first.view.watchlist == ["AAPL"], "the first client in")
         async with following(second) as two:
-            await wait_for(lambda: two.count(Reconnecting) >= 2, "the second one refused")
+            await eventually(lambda: two.count(Reconnecting) >= 2, "the second one refused")
             refused = [e for e in two.events if isinstance(e, Reconnecting)]
             assert {e.code for e in refused} == {1013}
             assert second.quotes == {}
             await first.close()
-            await wait_for(lambda: second.view.watchlist == ["MSFT"], "the second client in")
+            await eventually(lambda: second.view.watchlist == ["MSFT"], "the second client in")
             assert set(second.quotes) == {"MSFT"}
             assert two.error is None
         assert one.error is None

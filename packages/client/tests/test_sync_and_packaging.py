@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import subprocess
 import sys
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -13,23 +12,13 @@ import pytest
 from tickerhub_client import Closed, Diff, PricesClient
 from tickerhub_client.cli import cells
 from tickerhub_client.sync import iterate
-from tickerhub_testkit.processes import ApiProcess, ServiceProcess, poller_process
-
-
-@pytest.fixture
-def services() -> Iterator[list[ServiceProcess]]:
-    started: list[ServiceProcess] = []
-    yield started
-    for service in started:
-        service.stop()
+from tickerhub_testkit.processes import Procs, poller_process, start_api
 
 
 @pytest.mark.integration
-def test_sync_iterate_follows_the_stream_and_closes(redis_server: Any, services: list) -> None:
-    services.append(poller_process(redis_server.url, ["AAPL", "MSFT"]).start())
-    api = ApiProcess(redis_server.url, LOG_LEVEL="WARNING").start()
-    services.append(api)
-    api.wait_ready(30)
+def test_sync_iterate_follows_the_stream_and_closes(redis_server: Any, procs: Procs) -> None:
+    procs(poller_process(redis_server.url, ["AAPL", "MSFT"]))
+    api = start_api(procs, redis_server.url, LOG_LEVEL="WARNING")
     client = PricesClient(api.ws, symbols=["MSFT"])
     diffs = 0
     with contextlib.closing(iterate(client)) as events:
