@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -39,21 +38,6 @@ def ws_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> 
     """``WS_FAST_PATH`` for every api this test starts (testkit's ServiceProcess inherits it)."""
     monkeypatch.setenv("WS_FAST_PATH", request.param)
     return request.param
-
-
-@pytest.fixture
-async def redis(redis_server: Any) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_server.url)
-    yield client
-    await client.aclose()
-
-
-@pytest.fixture
-async def four_tickers(redis: Redis) -> Producer:
-    """A producer that has published AAPL, MSFT, TSLA and GOOG."""
-    producer = Producer(redis)
-    await producer.publish({s: {"price": 100.0} for s in ("AAPL", "MSFT", "TSLA", "GOOG")})
-    return producer
 
 
 class View(QuoteView):

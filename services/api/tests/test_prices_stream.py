@@ -12,18 +12,8 @@ from tickerhub_api.stream.mirror import Mirror
 from tickerhub_api.stream.prices import PriceStream
 from tickerhub_api.stream.protocol import CloseCode
 from tickerhub_api.stream.senders import AsgiSender
-from tickerhub_core.models import Quote
 
-
-def quote(symbol: str, seq: int = 1, price: float = 1.0) -> Quote:
-    return {"symbol": symbol, "seq": seq, "price": price}
-
-
-def drain(conn: Connection) -> list:
-    out = []
-    while (frame := conn.outbox.take()) is not None:
-        out.append(frame if not frame.startswith("{") else orjson.loads(frame))
-    return out
+from .conftest import drain, quote
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -31,20 +30,6 @@ pytestmark = pytest.mark.integration
 SYMBOLS = ("AAPL", "MSFT", "TSLA", "GOOG")
 
 
-@pytest.fixture
-async def redis(redis_server: Any) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_server.url)
-    yield client
-    await client.aclose()
-
-
-@pytest.fixture
-async def producer(redis: Redis) -> Producer:
-    producer = Producer(redis)
-    await producer.publish({s: {"price": 100.0} for s in SYMBOLS})
-    return producer
-
-
 async def rest(api: ApiProcess, path: str = "/tickers") -> httpx.Response:
     async with httpx.AsyncClient() as http:
         response = await http.get(f"{api.http}{path}")
@@ -65,12 +50,12 @@ async def caught_up(api: ApiProcess, seq: int) -> None:
 
 
 async def test_rest_and_snapshots_carry_the_epoch(
-    redis_server: Any, producer: Producer, procs: Procs
+    redis_server: Any, four_tickers: Producer, procs: Procs
 ) -> None:
     api = start_api(procs, redis_server.url)
     response = await rest(api)
     epoch = response.headers["X-TickerHub-Epoch"]
-    assert epoch == (await producer.store.load_snapshot()).epoch
+    assert epoch == (await four_tickers.store.load_snapshot()).epoch
     one = await rest(api, "/tickers/aapl")
     assert (one.headers["X-TickerHub-Epoch"], one.headers["X-TickerHub-Seq"]) == (epoch, "1")
     snapshot = await first_snapshot(api)
@@ -78,22 +63,22 @@ async def test_rest_and_snapshots_carry_the_epoch(
 
 
 async def test_resume_returns_exactly_the_symbols_that_changed(
-    redis_server: Any, producer: Producer, procs: Procs
+    redis_server: Any, four_tickers: Producer, procs: Procs
 ) -> None:
     api = start_api(procs, redis_server.url)
     start = await first_snapshot(api, "?symbols=AAPL,MSFT,TSLA")
     assert start["watchlist"] == ["AAPL", "MSFT", "TSLA"]
     seq, epoch = start["seq"], start["epoch"]
     # While the client is away: MSFT and GOOG change, then TSLA (GOOG is not watched).
-    await producer.publish({"MSFT": {"price": 101.0}, "GOOG": {"price": 7.0}})
-    last = await producer.publish({"TSLA": {"volume": 5}})
+    await four_tickers.publish({"MSFT": {"price": 101.0}, "GOOG": {"price": 7.0}})
+    last = await four_tickers.publish({"TSLA": {"volume": 5}})
     await caught_up(api, last)
     answer = await first_snapshot(api, f"?since={seq}&epoch={epoch}&symbols=AAPL,MSFT,TSLA")
     assert answer["resumed"] is True
     assert answer["partial"] is True
     assert (answer["seq"], answer["epoch"]) == (last, epoch)
     assert answer["watchlist"] == ["AAPL", "MSFT", "TSLA"]
-    assert answer["data"] == {s: producer.quotes[s] for s in ("MSFT", "TSLA")}
+    assert answer["data"] == {s: four_tickers.quotes[s] for s in ("MSFT", "TSLA")}
     # The message form, on an open connection, says the same.
     async with websockets.connect(f"{api.ws}/ws/prices") as ws:
         await recv(ws)
@@ -105,26 +90,26 @@ async def test_resume_returns_exactly_the_symbols_that_changed(
 
 
 async def test_a_second_api_process_answers_a_resume_made_against_the_first(
-    redis_server: Any, producer: Producer, procs: Procs
+    redis_server: Any, four_tickers: Producer, procs: Procs
 ) -> None:
     first, second = start_api(procs, redis_server.url), start_api(procs, redis_server.url)
     start = await first_snapshot(first, "?symbols=AAPL,GOOG")
-    last = await producer.publish({"GOOG": {"price": 3.0}, "MSFT": {"price": 1.0}})
+    last = await four_tickers.publish({"GOOG": {"price": 3.0}, "MSFT": {"price": 1.0}})
     await caught_up(second, last)
     answer = await first_snapshot(
         second, f"?since={start['seq']}&epoch={start['epoch']}&symbols=AAPL,GOOG"
     )
     assert answer["resumed"] is True
-    assert answer["data"] == {"GOOG": producer.quotes["GOOG"]}
+    assert answer["data"] == {"GOOG": four_tickers.quotes["GOOG"]}
 
 
 async def test_producer_reset_changes_the_epoch_and_refuses_the_resume(
-    redis_server: Any, producer: Producer, procs: Procs
+    redis_server: Any, four_tickers: Producer, procs: Procs
 ) -> None:
     api = start_api(procs, redis_server.url)
     start = await first_snapshot(api)
-    quotes = {s: wire.dumps(q) for s, q in producer.quotes.items()}
-    await producer.store.reset(start["seq"] + 1, quotes)
+    quotes = {s: wire.dumps(q) for s, q in four_tickers.quotes.items()}
+    await four_tickers.store.reset(start["seq"] + 1, quotes)
 
     async def new_epoch() -> bool:
         return (await rest(api)).headers["X-TickerHub-Epoch"] != start["epoch"]
@@ -133,7 +118,7 @@ async def test_producer_reset_changes_the_epoch_and_refuses_the_resume(
     answer = await first_snapshot(api, f"?since={start['seq']}&epoch={start['epoch']}")
     assert (answer["resumed"], answer["reason"]) == (False, "epoch_changed")
     assert "partial" not in answer
-    assert answer["data"] == producer.quotes
+    assert answer["data"] == four_tickers.quotes
     assert answer["epoch"] != start["epoch"]
     # A client ahead of the hub (it followed another hub?) gets everything too.
     ahead = await first_snapshot(api, f"?since={answer['seq'] + 5}&epoch={answer['epoch']}")
@@ -164,7 +149,7 @@ async def test_redis_restarted_empty_then_the_poller_restores_it_means_a_new_epo
 
 
 async def test_bad_resume_values_get_bad_value_and_the_connection_stays(
-    redis_server: Any, producer: Producer, procs: Procs
+    redis_server: Any, four_tickers: Producer, procs: Procs
 ) -> None:
     api = start_api(procs, redis_server.url)
     async with websockets.connect(f"{api.ws}/ws/prices?since=-3&epoch=x&max_rate=0") as ws:

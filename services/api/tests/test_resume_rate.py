@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import orjson
 import pytest
@@ -15,16 +14,7 @@ from tickerhub_api.stream.prices import PriceStream
 from tickerhub_api.stream.protocol import BAD_VALUE, CloseCode, ResumePoint, parse_opening
 from tickerhub_api.stream.senders import AsgiSender
 
-
-def quote(symbol: str, seq: int, price: float = 1.0) -> Any:
-    return {"symbol": symbol, "seq": seq, "price": price}
-
-
-def drain(conn: Connection) -> list:
-    out = []
-    while (frame := conn.outbox.take()) is not None:
-        out.append(frame if not frame.startswith("{") else orjson.loads(frame))
-    return out
+from .conftest import drain, quote
 
 
 @pytest.fixture
