@@ -28,9 +28,9 @@ from tickerhub_client import (
     Snapshot,
 )
 from tickerhub_core.keys import RedisKeys
-from tickerhub_core.models import NewsItem
 from tickerhub_core.store import NewsStore
 from tickerhub_testkit.processes import ApiProcess, Procs, ServiceProcess, poller_process, start_api
+from tickerhub_testkit.producer import news_item
 from tickerhub_testkit.wait import WAIT, eventually
 
 from .conftest import KEY
@@ -198,23 +198,13 @@ async def test_news_stream(redis_server: Any, procs: Procs) -> None:
     redis = Redis.from_url(redis_server.url)
     store = NewsStore(redis, RedisKeys())
 
-    def item(i: int, *tickers: str) -> NewsItem:
-        return {
-            "id": f"id{i}",
-            "title": f"t{i}",
-            "publisher": None,
-            "link": None,
-            "published_at": f"2026-01-{i:02d}T00:00:00Z",
-            "tickers": list(tickers),
-        }
-
     try:
-        await store.add([item(1, "AAPL"), item(2, "MSFT")], 50)
+        await store.add([news_item(1, "AAPL"), news_item(2, "MSFT")], 50)
         client = NewsClient(api.ws, symbols=["aapl"])
         async with following(client) as follower:
             await eventually(lambda: client.view.watchlist == ["AAPL"], "watchlist reply")
             assert [i["id"] for i in client.items] == ["id1"]
-            await store.add([item(3, "MSFT"), item(4, "AAPL", "TSLA")], 50)
+            await store.add([news_item(3, "MSFT"), news_item(4, "AAPL", "TSLA")], 50)
             await eventually(lambda: follower.count(News) == 1, "news")
             assert [i["id"] for i in client.items] == ["id4", "id1"]
             snapshots = [e for e in follower.events if isinstance(e, NewsSnapshot)]

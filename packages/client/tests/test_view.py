@@ -20,6 +20,7 @@ from tickerhub_client import (
     Snapshot,
     Unsubscribed,
 )
+from tickerhub_testkit.producer import news_item
 
 
 def quote(symbol: str, seq: int, **fields: Any) -> dict[str, Any]:
@@ -220,30 +221,21 @@ def test_random_stream_converges_to_the_producers_state() -> None:
     assert view.seq == seq
 
 
-def item(i: int, *tickers: str) -> dict[str, Any]:
-    return {
-        "id": f"id{i}",
-        "title": f"t{i}",
-        "publisher": None,
-        "link": None,
-        "published_at": f"2026-01-{i:02d}T00:00:00Z",
-        "tickers": list(tickers),
-    }
-
-
 def test_news_view_snapshot_replaces_news_prepends_unique() -> None:
     view = NewsView(max_items=3)
-    event = view.apply({"type": "snapshot", "data": [item(2, "AAPL"), item(1, "MSFT")]})
+    event = view.apply({"type": "snapshot", "data": [news_item(2, "AAPL"), news_item(1, "MSFT")]})
     assert isinstance(event, NewsSnapshot)
     assert [i["id"] for i in view.items] == ["id2", "id1"]
-    event = view.apply({"type": "news", "data": [item(4, "AAPL"), item(3), item(2, "AAPL")]})
+    event = view.apply(
+        {"type": "news", "data": [news_item(4, "AAPL"), news_item(3), news_item(2, "AAPL")]}
+    )
     assert isinstance(event, News)
     assert [i["id"] for i in event.items] == ["id4", "id3"]  # id2 was known
     assert [i["id"] for i in view.items] == ["id4", "id3", "id2"]  # bounded: id1 went
-    view.apply({"type": "news", "data": [item(1)]})  # forgotten with the item: new again
+    view.apply({"type": "news", "data": [news_item(1)]})  # forgotten with the item: new again
     assert [i["id"] for i in view.items] == ["id1", "id4", "id3"]
     event = view.apply(
-        {"type": "snapshot", "data": [item(4, "AAPL")], "watchlist": ["AAPL"], "unknown": []}
+        {"type": "snapshot", "data": [news_item(4, "AAPL")], "watchlist": ["AAPL"], "unknown": []}
     )
     assert isinstance(event, NewsSnapshot)
     assert event.watchlist == ["AAPL"]

@@ -23,10 +23,9 @@ from redis.asyncio import Redis
 from tickerhub_client import QuoteView
 from tickerhub_core import wire
 from tickerhub_core.keys import RedisKeys
-from tickerhub_core.models import NewsItem
 from tickerhub_core.store import NewsStore
 from tickerhub_testkit.processes import Procs, poller_process, start_api
-from tickerhub_testkit.producer import Producer, full_quote
+from tickerhub_testkit.producer import Producer, full_quote, news_item
 from tickerhub_testkit.wait import WAIT, eventually
 from tickerhub_testkit.ws import recv
 
@@ -226,26 +225,16 @@ async def test_news_stream(redis_server: Any, redis: Redis, procs: Procs) -> Non
     api = start_api(procs, redis_server.url)
     store = NewsStore(redis, RedisKeys())
 
-    def item(i: int, tickers: list[str]) -> NewsItem:
-        return {
-            "id": f"id{i}",
-            "title": f"t{i}",
-            "publisher": None,
-            "link": None,
-            "published_at": f"2026-01-{i:02d}T00:00:00Z",
-            "tickers": tickers,
-        }
-
-    await store.add([item(1, ["AAPL"]), item(2, ["MSFT"])], 50)
+    await store.add([news_item(1, "AAPL"), news_item(2, "MSFT")], 50)
     async with websockets.connect(f"{api.ws}/ws/news") as ws:
         snapshot = await recv(ws)
         assert [i["id"] for i in snapshot["data"]] == ["id2", "id1"]
         await ws.send('{"watchlist": ["aapl"]}')
         snapshot = await recv(ws)
         assert [i["id"] for i in snapshot["data"]] == ["id1"]
-        await store.add([item(3, ["MSFT"]), item(4, ["AAPL", "TSLA"])], 50)
+        await store.add([news_item(3, "MSFT"), news_item(4, "AAPL", "TSLA")], 50)
         news = await recv(ws)
-        assert news == {"type": "news", "data": [item(4, ["AAPL", "TSLA"])]}
+        assert news == {"type": "news", "data": [news_item(4, "AAPL", "TSLA")]}
         await ws.send("ping")
         assert await recv(ws) == "pong"
 

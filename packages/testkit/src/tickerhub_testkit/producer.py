@@ -8,7 +8,7 @@ from redis.asyncio import Redis
 
 from tickerhub_core import wire
 from tickerhub_core.keys import RedisKeys
-from tickerhub_core.models import make_quote
+from tickerhub_core.models import NewsItem, make_quote
 from tickerhub_core.store import SnapshotStore
 
 
@@ -43,3 +43,15 @@ class Producer:
         assert result.ok, result
         self.seq = seq
         return seq
+
+
+def news_item(i: int, *tickers: str) -> NewsItem:
+    """A minimal stored news item: id ``id<i>``, published on 2026-01-<i>."""
+    return {
+        "id": f"id{i}",
+        "title": f"t{i}",
+        "publisher": None,
+        "link": None,
+        "published_at": f"2026-01-{i:02d}T00:00:00Z",
+        "tickers": list(tickers),
+    }
