@@ -61,6 +61,9 @@ _SHOWN_HEADERS = frozenset(
     }
 )
 
+# Seconds a refused connection is still read (and its input dropped) before closing.
+LINGER = 2.0
+
 # accept() failures that mean "out of a resource", not a bug (asyncio and uvloop
 # report them through the loop's exception handler).
 _RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
@@ -136,6 +139,7 @@ class _HeadGuard:
 
     _head_timer: asyncio.TimerHandle | None = None
     _head_bytes = 0
+    _linger: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:
         super().connection_made(transport)  # type: ignore[misc]
@@ -145,6 +149,8 @@ class _HeadGuard:
         self._arm_head_timer()
 
     def data_received(self, data: bytes) -> None:
+        if self._linger is not None:
+            return  # refused: read and drop what the client still sends (see _refuse)
         cycle = self.cycle
         if self._head_timer is None and (cycle is None or cycle.response_complete):
             self._arm_head_timer()  # the next request on a kept-alive connection
@@ -159,6 +165,8 @@ class _HeadGuard:
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_head_timer()
+        if self._linger is not None:
+            self._linger.cancel()
         super().connection_lost(exc)  # type: ignore[misc]
 
     def _arm_head_timer(self) -> None:
@@ -188,7 +196,17 @@ class _HeadGuard:
             transport.write(
                 b"HTTP/1.1 " + status + b"\r\nconnection: close\r\ncontent-length: 0\r\n\r\n"
             )
-        transport.close()
+            # A lingering close, as nginx does: closing a socket with unread input
+            # makes the kernel send RST, and a client still writing its head would
+            # lose our answer with it. So send FIN after the answer, drop what still
+            # arrives, and close when the client does or after LINGER seconds.
+            if transport.can_write_eof():
+                transport.write_eof()
+                self._linger = self.loop.call_later(LINGER, transport.close)
+            else:
+                transport.close()
+        else:
+            transport.close()
         if kind == "timeout":
             self.guards.warn(
                 "head-timeout",
