@@ -58,7 +58,7 @@ class ClientView:
             kept[sym] = fields
             applied.append(seq)
         if kept:
-            self.merged.apply(message if len(kept) == len(data) else {**message, "data": kept})
+            self.merged.merge(kept, message["seq"])
         return applied
 
     def seq_of(self, symbol: str) -> int:

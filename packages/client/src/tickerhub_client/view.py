@@ -39,7 +39,7 @@ Frame = str | bytes | Mapping[str, Any]
 
 def decode(frame: Frame) -> Mapping[str, Any] | None:
     """A server frame as a JSON object; ``None`` for the text ``pong``."""
-    if isinstance(frame, Mapping):
+    if type(frame) is dict or isinstance(frame, Mapping):  # dict first: ABC checks are slow
         return frame
     if frame in ("pong", b"pong"):
         return None
@@ -54,7 +54,7 @@ def decode(frame: Frame) -> Mapping[str, Any] | None:
 
 def _mapping(message: Mapping[str, Any], key: str) -> Mapping[str, Any]:
     value = message.get(key)
-    if not isinstance(value, Mapping):
+    if type(value) is not dict and not isinstance(value, Mapping):
         raise ProtocolError(f"{message.get('type')} without an object {key!r}")
     return value
 
@@ -135,6 +135,18 @@ class QuoteView:
     def _diff(self, message: Mapping[str, Any]) -> Diff:
         seq = _seq(message)
         data = _mapping(message, "data")
+        self.merge(data, seq)
+        if "epoch" in message:
+            self.epoch = message["epoch"]
+        return Diff(seq=seq, data=data, ts=message.get("ts"), raw=message)
+
+    def merge(self, data: Mapping[str, Mapping[str, Any]], seq: int) -> None:
+        """Merge a diff's ``data`` (the changed fields by symbol) and move to ``seq``.
+
+        What :meth:`apply` does with a ``diff``, without decoding, checks or an event:
+        for a caller that has already read the message (a load generator, a client
+        filtering the data first) and handles thousands of them a second.
+        """
         quotes = self.quotes
         for symbol, fields in data.items():
             quote = quotes.get(symbol)
@@ -143,9 +155,6 @@ class QuoteView:
             else:
                 quote.update(fields)
         self.seq = seq
-        if "epoch" in message:
-            self.epoch = message["epoch"]
-        return Diff(seq=seq, data=data, ts=message.get("ts"), raw=message)
 
 
 class NewsView:
