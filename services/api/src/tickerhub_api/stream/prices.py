@@ -241,8 +241,12 @@ class PriceStream(Stream):
                 "seq": mirror.seq,
                 "epoch": mirror.epoch,
                 "data": mirror.since(point.seq, conn.watch),
-                **reply,
             }
+            # No watchlist echo: the client just sent it, and in a reconnect storm
+            # the envelope is a large share of a small answer. Unknown symbols only
+            # when there are some.
+            if reply.get("unknown"):
+                message["unknown"] = reply["unknown"]
             # The answer covers every change after point.seq: nothing pending is needed.
             conn.outbox.clear_pending()
             conn.outbox.floor(mirror.seq)
