@@ -10,16 +10,21 @@ paths and commands, shutdown timings, and the memory the benchmark measured.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import shutil
+import signal
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import kubernetes_validate
 import pytest
+import websockets
 import yaml
 from pydantic_settings import BaseSettings
 
@@ -32,6 +37,10 @@ from tickerhub_core.settings import CommonSettings
 from tickerhub_poller.__main__ import SHUTDOWN_TIMEOUT
 from tickerhub_poller.healthcheck import MAX_AGE
 from tickerhub_poller.settings import PollerSettings
+from tickerhub_testkit.net import free_port
+from tickerhub_testkit.processes import ApiProcess, Procs, ServiceProcess
+from tickerhub_testkit.wait import eventually
+from tickerhub_testkit.ws import recv
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE = ROOT / "deploy" / "k8s"
@@ -45,6 +54,7 @@ SETTINGS: dict[str, type[BaseSettings]] = {"api": ApiSettings, "poller": PollerS
 AWAITING = {"LEASE_TTL"}
 # The api process's memory before any connection (RSS of an idle api, docs/deploy.md).
 API_IDLE_MIB = 75
+KEY = "k3y-0123456789abcdef-ONE"
 
 
 def render(directory: Path) -> list[dict[str, Any]]:
@@ -199,9 +209,7 @@ def test_every_env_name_is_a_setting_of_the_service(
 
 
 @pytest.mark.parametrize("service", list(SETTINGS))
-def test_the_config_values_load(
-    base: list[dict[str, Any]], service: str, tmp_path: Path
-) -> None:
+def test_the_config_values_load(base: list[dict[str, Any]], service: str, tmp_path: Path) -> None:
     """The ConfigMap values are valid settings (a bad one would stop the pod at start)."""
     env = environment(base, service)
     if "API_KEYS_FILE" in env:
@@ -361,3 +369,96 @@ def test_api_memory_holds_the_connections_it_admits(base: list[dict[str, Any]]) 
     request = quantity(main["resources"]["requests"]["memory"])
     assert needed <= request
     assert quantity(main["resources"]["limits"]["memory"]) >= 2 * request
+
+
+def test_service_monitors_scrape_the_services_metrics(base: list[dict[str, Any]]) -> None:
+    monitors = render(MONITORING)
+    assert {m["metadata"]["name"] for m in monitors} == {"tickerhub-api", "tickerhub-poller"}
+    services = [d for d in base if d["kind"] == "Service"]
+    for monitor in monitors:
+        assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+        assert monitor["kind"] == "ServiceMonitor"
+        assert "namespace" not in monitor["metadata"]
+        selector = monitor["spec"]["selector"]["matchLabels"]
+        (service,) = [s for s in services if selector.items() <= s["metadata"]["labels"].items()]
+        ports = {p["name"] for p in service["spec"]["ports"]}
+        for endpoint in monitor["spec"]["endpoints"]:
+            assert endpoint["port"] in ports
+            assert endpoint["path"] == "/metrics"
+    assert "/metrics" in OPEN_PATHS  # Prometheus sends no API key
+
+
+# -- the pods' environment and probes, run for real ------------------------------------------
+
+
+def pod_env(base: list[dict[str, Any]], service: str, **local: str) -> dict[str, str]:
+    """The container's environment, with what must differ on this machine (Redis, ports,
+    files, no Yahoo) replaced; unknown names from other branches dropped."""
+    env = environment(base, service)
+    for name in AWAITING - field_names(SETTINGS[service]):
+        env.pop(name, None)
+    return {**env, **local}
+
+
+def http_probe(main: dict[str, Any], probe: str, port: int) -> int:
+    get = main[probe]["httpGet"]
+    assert get["port"] in {p["name"] for p in main["ports"]}
+    return httpx.get(f"http://127.0.0.1:{port}{get['path']}", timeout=5).status_code
+
+
+async def close_frame(ws: Any) -> Any:
+    """Read (diffs) until the server closes; the close frame it sent."""
+    while True:
+        try:
+            await recv(ws)
+        except websockets.ConnectionClosed as closed:
+            return closed.rcvd
+
+
+@pytest.mark.integration
+async def test_the_pods_probes_pass_and_the_api_stops_within_its_grace(
+    base: list[dict[str, Any]], redis_server: Any, procs: Procs, tmp_path: Path
+) -> None:
+    keys = tmp_path / "api-keys"
+    keys.write_text(f"# mounted from the Secret\n{KEY}\n")
+    poller_main = container(base, "poller")
+    metrics = free_port()
+    poller = procs(ServiceProcess("poller", pod_env(
+        base, "poller", REDIS_URL=redis_server.url, SOURCE="simulated", TICKERS="AAPL,MSFT",
+        POLL_FREQ="0.2", NEWS_INTERVAL="0", METRICS_PORT=str(metrics),
+        HEARTBEAT_FILE=str(tmp_path / "poller.heartbeat"))))  # fmt: skip
+    api_main = container(base, "api")
+    api = procs(ApiProcess(redis_server.url, **pod_env(
+        base, "api", REDIS_URL=redis_server.url, HOST="127.0.0.1", PORT=str(free_port()),
+        API_KEYS_FILE=str(keys))))  # fmt: skip
+    api.wait_ready(timeout=60)
+
+    def probes_pass() -> bool:
+        assert poller.proc is not None
+        assert poller.proc.poll() is None, poller.output()
+        argv = [sys.executable, *poller_main["readinessProbe"]["exec"]["command"][1:]]
+        ready = subprocess.run(argv, env=poller.env, capture_output=True).returncode == 0
+        try:
+            alive = all(
+                http_probe(poller_main, probe, metrics) == 200
+                for probe in ("startupProbe", "livenessProbe")
+            )
+        except httpx.HTTPError:
+            return False
+        return ready and alive
+
+    await eventually(probes_pass, "the poller's probes pass", limit=60, detail=poller.output)
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert http_probe(api_main, probe, api.port) == 200, probe  # no key: probes are open
+    async with websockets.connect(f"{api.ws}/ws/prices?api_key={KEY}") as ws:
+        assert (await recv(ws))["type"] == "snapshot"
+        # Kubernetes: preStop, then SIGTERM, then SIGKILL at terminationGracePeriodSeconds.
+        pod = one(base, "Deployment", "tickerhub-api")["spec"]["template"]["spec"]
+        pre_stop = float(api_main["lifecycle"]["preStop"]["exec"]["command"][1])
+        budget = pod["terminationGracePeriodSeconds"] - pre_stop
+        assert api.proc is not None
+        api.proc.send_signal(signal.SIGTERM)
+        close = await close_frame(ws)
+    assert close is not None
+    assert close.code == 1001
+    assert await asyncio.to_thread(api.proc.wait, budget) == 0
