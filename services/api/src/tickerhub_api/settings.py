@@ -8,6 +8,7 @@ from pydantic import BeforeValidator, Field, SecretStr, ValidationInfo, field_va
 from pydantic_settings import NoDecode
 
 from tickerhub_api.access import check_key_syntax, normalize_origin
+from tickerhub_api.keys_file import read_keys_file
 from tickerhub_core.settings import CommonSettings, ListSetting, split_list_setting
 
 # ListSetting's parsing ("a, b,,c" -> a, b, c), each key kept secret (hidden from repr/logs).
@@ -115,8 +116,17 @@ class ApiSettings(CommonSettings):
         "pongs do not count) after which the connection is closed with 4000; 0 disables.",
     )
     # -- access ----------------------------------------------------------------
+    # Declared before api_keys: its validator reads the file this one has checked.
+    api_keys_file: str | None = Field(
+        default=None,
+        description="File holding the API keys (Docker/Kubernetes secrets): one per line "
+        "(or comma-separated), blank lines and # comment lines ignored. It must hold at "
+        "least one key; cannot be combined with API_KEYS.",
+    )
     api_keys: SecretListSetting = Field(
         default_factory=list,
+        # Run on the default too: with API_KEYS_FILE the keys come from the file.
+        validate_default=True,
         description="Comma-separated API keys; empty: the api is open. When set, REST "
         "and WebSockets need one of them.",
     )
@@ -176,11 +186,27 @@ class ApiSettings(CommonSettings):
         description="Seconds a 404 (unknown symbol, no data) or 422 from Yahoo is cached.",
     )
 
+    @field_validator("api_keys_file")
+    @classmethod
+    def _check_keys_file(cls, value: str | None) -> str | None:
+        if value is not None and value.strip() == "":
+            return None  # API_KEYS_FILE= (empty, as in a copied .env): not set
+        if value is not None:
+            read_keys_file(value)  # missing, unreadable, empty or a bad key: one clear line
+        return value
+
     @field_validator("api_keys")
     @classmethod
-    def _check_keys(cls, value: list[SecretStr]) -> list[SecretStr]:
+    def _check_keys(cls, value: list[SecretStr], info: ValidationInfo) -> list[SecretStr]:
         for key in value:
             check_key_syntax(key.get_secret_value())
+        path = info.data.get("api_keys_file")
+        if path is not None:
+            if value:
+                # Two sources would leave it unclear which keys are in force (a stale
+                # API_KEYS in .env beside a rotated Secret): one of them only.
+                raise ValueError("cannot be combined with API_KEYS_FILE: set one of them")
+            return [SecretStr(key) for key in read_keys_file(path)]
         return value
 
     @field_validator("allowed_origins", "cors_origins")
