@@ -165,6 +165,15 @@ class SentinelCluster:
         self._procs[port].wait()
         return port
 
+    def demote_primary(self) -> int:
+        """``SENTINEL FAILOVER``: the sentinels promote the replica and turn the primary,
+        still running, into its replica (clients still on it get READONLY); its port."""
+        port = self.primary_port()
+        assert port is not None, "the sentinels do not agree on a primary"
+        with redis.Redis(port=self.sentinel_ports[0], socket_timeout=5) as sentinel:
+            sentinel.sentinel_failover(self.master)
+        return port
+
     def wait_failover(self, old_port: int, limit: float = 60.0) -> int:
         """Until every sentinel names a new primary and it answers as one; its port."""
 
