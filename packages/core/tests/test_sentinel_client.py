@@ -1,0 +1,97 @@
+"""The sentinel-managed client against real sentinels: it finds the primary, follows a
+failover, and closing it closes its connections to the sentinels too."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from redis.asyncio import Redis
+from redis.exceptions import ReadOnlyError, RedisError
+
+from tickerhub_core.redis_client import redis_client
+from tickerhub_core.settings import CommonSettings
+from tickerhub_testkit.producer import Producer
+from tickerhub_testkit.sentinel import SentinelCluster
+from tickerhub_testkit.wait import eventually
+
+pytestmark = pytest.mark.integration
+
+
+def settings_for(cluster: SentinelCluster) -> CommonSettings:
+    # REDIS_URL's host and port lead nowhere: only the sentinels can say where Redis is.
+    return CommonSettings(
+        redis_url=cluster.redis_url,
+        redis_sentinels=cluster.sentinels,  # type: ignore[arg-type]
+        redis_sentinel_master=cluster.master,
+    )
+
+
+async def _clients_of(port: int) -> int:
+    async with Redis(port=port) as sentinel:
+        return len(await sentinel.client_list()) - 1  # not counting this one
+
+
+async def test_the_client_finds_the_primary_and_closes_everything(
+    sentinel_cluster: SentinelCluster,
+) -> None:
+    cluster = sentinel_cluster
+    primary = cluster.primary_port()
+    before = [await _clients_of(port) for port in cluster.sentinel_ports]
+    client = redis_client(settings_for(cluster), socket_timeout=5)
+    try:
+        await client.set("written", "through the sentinels")
+    finally:
+        await client.aclose()
+    async with Redis(port=primary) as direct:
+        assert await direct.get("written") == b"through the sentinels"
+
+    async def sentinels_left_alone() -> bool:
+        now = [await _clients_of(port) for port in cluster.sentinel_ports]
+        return now == before
+
+    await eventually(sentinels_left_alone, "no connection left open to a sentinel")
+
+
+async def test_a_write_on_the_demoted_primary_is_answered_readonly(
+    sentinel_cluster: SentinelCluster,
+) -> None:
+    """The Lua publish on a replica fails with READONLY (not a generic script error): what
+    redis-py's sentinel connection takes as "the primary was demoted", dropping the
+    connection so the next attempt asks the sentinels again."""
+    async with Redis(port=sentinel_cluster.data_ports[1]) as replica:
+        with pytest.raises(ReadOnlyError):
+            await Producer(replica).publish({"AAPL": {"price": 1.0}})
+
+
+async def test_publishing_follows_a_planned_failover(sentinel_cluster: SentinelCluster) -> None:
+    cluster = sentinel_cluster
+    client = redis_client(settings_for(cluster), socket_timeout=5)
+    producer = Producer(client)
+    try:
+        await producer.publish({"AAPL": {"price": 1.0}})
+        await client.execute_command("WAIT", 1, 5000)  # the replica has it: nothing is lost
+        old = cluster.demote_primary()
+        new = await asyncio.to_thread(cluster.wait_failover, old)
+
+        async def demoted() -> bool:
+            async with Redis(port=old) as direct:
+                return bool((await direct.info("replication"))["role"] == "slave")
+
+        # Until then the old primary still takes writes (Sentinel's split-brain window);
+        # once it is a replica, a connection still on it is answered READONLY.
+        await eventually(demoted, "the old primary to become a replica")
+
+        async def published() -> bool:
+            # As the poller's retry does: an attempt that fails is tried again.
+            try:
+                await producer.publish({"AAPL": {"price": 2.0}})
+            except RedisError:
+                return False
+            return True
+
+        await eventually(published, "a publish to succeed after the failover")
+        async with Redis(port=new) as direct:
+            assert int(await direct.get("prices:seq") or 0) == producer.seq == 2
+    finally:
+        await client.aclose()
