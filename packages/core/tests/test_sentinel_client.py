@@ -22,7 +22,7 @@ def settings_for(cluster: SentinelCluster) -> CommonSettings:
     # REDIS_URL's host and port lead nowhere: only the sentinels can say where Redis is.
     return CommonSettings(
         redis_url=cluster.redis_url,
-        redis_sentinels=cluster.sentinels,  # type: ignore[arg-type]
+        redis_sentinels=cluster.sentinels,
         redis_sentinel_master=cluster.master,
     )
 
@@ -37,6 +37,7 @@ async def test_the_client_finds_the_primary_and_closes_everything(
 ) -> None:
     cluster = sentinel_cluster
     primary = cluster.primary_port()
+    assert primary is not None
     before = [await _clients_of(port) for port in cluster.sentinel_ports]
     client = redis_client(settings_for(cluster), socket_timeout=5)
     try:

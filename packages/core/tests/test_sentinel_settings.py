@@ -140,7 +140,8 @@ async def test_with_sentinels_the_client_follows_the_named_master() -> None:
         kwargs = pool.connection_kwargs
         # Credentials, db and TLS from REDIS_URL; its host and port are not used.
         assert (kwargs["username"], kwargs["password"], kwargs["db"]) == ("user", "secret", 3)
-        assert "host" not in kwargs and "port" not in kwargs
+        assert "host" not in kwargs
+        assert "port" not in kwargs
         assert pool.connection_class.__name__ == "SentinelManagedSSLConnection"
         assert kwargs["ssl_cert_reqs"] == "none"
         assert kwargs["socket_connect_timeout"] == CONNECT_TIMEOUT
