@@ -9,6 +9,7 @@ import pytest
 from redis.asyncio import Redis
 from redis.exceptions import ReadOnlyError, RedisError
 
+from tickerhub_core.primary_watch import follow_primary, on_former_primary, primary_address
 from tickerhub_core.redis_client import redis_client
 from tickerhub_core.settings import CommonSettings
 from tickerhub_testkit.producer import Producer
@@ -94,5 +95,38 @@ async def test_publishing_follows_a_planned_failover(sentinel_cluster: SentinelC
         await eventually(published, "a publish to succeed after the failover")
         async with Redis(port=new) as direct:
             assert int(await direct.get("prices:seq") or 0) == producer.seq == 2
+    finally:
+        await client.aclose()
+
+
+async def test_a_connection_left_on_the_former_primary_is_recognised(
+    sentinel_cluster: SentinelCluster,
+) -> None:
+    """What the api's subscription checks after each read: the sentinels name another
+    primary than the one its connection is open to."""
+    cluster = sentinel_cluster
+    client = redis_client(settings_for(cluster), socket_timeout=5)
+    pubsub = client.pubsub()
+    try:
+        await pubsub.subscribe("prices")
+        assert pubsub.connection is not None
+        old = cluster.primary_port()
+        assert await primary_address(client) == ("127.0.0.1", old)
+        assert not on_former_primary(client, pubsub.connection)
+        cluster.demote_primary()
+        new = await asyncio.to_thread(cluster.wait_failover, old)
+        assert await primary_address(client) == ("127.0.0.1", new)
+        assert on_former_primary(client, pubsub.connection)
+    finally:
+        await pubsub.aclose()
+        await client.aclose()
+
+
+async def test_without_sentinels_nothing_is_watched() -> None:
+    client = Redis(port=1)  # nothing listens: any I/O would fail
+    try:
+        assert await primary_address(client) is None
+        assert not on_former_primary(client, object())
+        await asyncio.wait_for(follow_primary(client), timeout=5)  # returns at once
     finally:
         await client.aclose()
