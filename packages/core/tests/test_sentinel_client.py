@@ -7,10 +7,12 @@ import asyncio
 
 import pytest
 from redis.asyncio import Redis
+from redis.asyncio.sentinel import Sentinel
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ReadOnlyError, RedisError
 
 from tickerhub_core.primary_watch import follow_primary, on_former_primary, primary_address
-from tickerhub_core.redis_client import redis_client
+from tickerhub_core.redis_client import WaitingSentinelPool, redis_client
 from tickerhub_core.settings import CommonSettings
 from tickerhub_testkit.producer import Producer
 from tickerhub_testkit.sentinel import SentinelCluster
@@ -55,15 +57,43 @@ async def test_the_client_finds_the_primary_and_closes_everything(
     await eventually(sentinels_left_alone, "no connection left open to a sentinel")
 
 
-async def test_a_write_on_the_demoted_primary_is_answered_readonly(
+class PointedSentinel(Sentinel):
+    """A sentinel manager that names whichever port the test says is the primary."""
+
+    def __init__(self, port: int) -> None:
+        super().__init__([])
+        self.port = port
+
+    async def discover_master(self, service_name: str) -> tuple[str, int]:
+        return "127.0.0.1", self.port
+
+
+async def test_a_write_answered_readonly_reconnects_to_the_primary(
     sentinel_cluster: SentinelCluster,
 ) -> None:
-    """The Lua publish on a replica fails with READONLY (not a generic script error): what
-    redis-py's sentinel connection takes as "the primary was demoted", dropping the
-    connection so the next attempt asks the sentinels again."""
-    async with Redis(port=sentinel_cluster.data_ports[1]) as replica:
-        with pytest.raises(ReadOnlyError):
-            await Producer(replica).publish({"AAPL": {"price": 1.0}})
+    """A connection still on a demoted primary: the Lua publish there is answered READONLY
+    (not a generic script error), which the sentinel-managed connection turns into a
+    disconnect and a ConnectionError; the next attempt (the poller's retry) asks for the
+    primary again and lands on it. Deterministic: the "sentinels" here point at the
+    replica first (a primary that has just been demoted), then at the real primary."""
+    primary, replica = sentinel_cluster.data_ports
+    sentinels = PointedSentinel(replica)
+    client = sentinels.master_for(
+        "tickerhub", connection_pool_class=WaitingSentinelPool, max_connections=2, timeout=1.0
+    )
+    try:
+        async with Redis(port=replica) as direct:
+            with pytest.raises(ReadOnlyError):  # what the node itself answers
+                await Producer(direct).publish({"AAPL": {"price": 1.0}})
+        producer = Producer(client)
+        with pytest.raises(RedisConnectionError, match="now a slave"):
+            await producer.publish({"AAPL": {"price": 1.0}})
+        sentinels.port = primary  # the failover completes
+        assert await producer.publish({"AAPL": {"price": 1.0}}) == 1
+        async with Redis(port=primary) as direct:
+            assert await direct.get("prices:seq") == b"1"
+    finally:
+        await client.aclose()
 
 
 async def test_publishing_follows_a_planned_failover(sentinel_cluster: SentinelCluster) -> None:
