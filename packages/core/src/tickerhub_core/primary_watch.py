@@ -32,7 +32,7 @@ FOLLOW_INTERVAL = 5.0
 async def primary_address(redis: Redis) -> tuple[str, int] | None:
     """Where the sentinels say the primary is now (``None`` without Sentinel). Asking
     also makes the pool drop idle connections to a former primary."""
-    pool = redis.connection_pool
+    pool = getattr(redis, "connection_pool", None)
     if not isinstance(pool, SentinelConnectionPool):
         return None
     host, port = await pool.get_master_address()
@@ -42,7 +42,7 @@ async def primary_address(redis: Redis) -> tuple[str, int] | None:
 def on_former_primary(redis: Redis, connection: object) -> bool:
     """True when ``connection`` (from ``redis``'s pool) is open to a node the sentinels
     no longer name as primary. No I/O: it compares with the pool's last answer."""
-    pool = redis.connection_pool
+    pool = getattr(redis, "connection_pool", None)
     if not isinstance(pool, SentinelConnectionPool) or pool.master_address is None:
         return False
     if not getattr(connection, "is_connected", False):
@@ -56,7 +56,7 @@ async def follow_primary(redis: Redis, interval: float = FOLLOW_INTERVAL) -> Non
     """Runs until cancelled: ask the sentinels every ``interval`` seconds; returns at once
     for a client without Sentinel. Failures (every sentinel unreachable, no primary
     mid-failover) are left to the next round and to the callers' own retries."""
-    if not isinstance(redis.connection_pool, SentinelConnectionPool):
+    if not isinstance(getattr(redis, "connection_pool", None), SentinelConnectionPool):
         return
     known: tuple[str, int] | None = None
     while True:
