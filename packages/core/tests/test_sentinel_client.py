@@ -4,6 +4,7 @@ failover, and closing it closes its connections to the sentinels too."""
 from __future__ import annotations
 
 import asyncio
+import os
 
 import pytest
 from redis.asyncio import Redis
@@ -160,3 +161,23 @@ async def test_without_sentinels_nothing_is_watched() -> None:
         await asyncio.wait_for(follow_primary(client), timeout=5)  # returns at once
     finally:
         await client.aclose()
+
+
+def _a_failing_test(cluster: SentinelCluster, pids: list[int]) -> None:
+    try:
+        cluster.start()
+        pids.extend(cluster.pids)
+        cluster.kill_primary()
+        raise RuntimeError("the test failed")
+    finally:
+        cluster.close()  # what the sentinel_cluster fixture does
+
+
+def test_the_cluster_leaves_no_process_behind_when_a_test_fails() -> None:
+    pids: list[int] = []
+    with pytest.raises(RuntimeError, match="the test failed"):
+        _a_failing_test(SentinelCluster(), pids)
+    assert len(pids) == 5
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)  # gone (and reaped)

@@ -47,6 +47,7 @@ class SentinelCluster:
         self._dir = Path(tempfile.mkdtemp(prefix="tickerhub-sentinel-"))
         self.data_ports = [free_port(), free_port()]
         self.sentinel_ports = [free_port() for _ in range(SENTINELS)]
+        self._nowhere = free_port()  # nothing is started on it
         # port -> process; a killed server stays in the map with its exit status.
         self._procs: dict[int, subprocess.Popen[bytes]] = {}
 
@@ -64,7 +65,7 @@ class SentinelCluster:
     @property
     def redis_url(self) -> str:
         """A REDIS_URL whose host/port lead nowhere: with sentinels it must not be used."""
-        return f"redis://127.0.0.1:{free_port()}/0"
+        return f"redis://127.0.0.1:{self._nowhere}/0"
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -139,6 +140,11 @@ class SentinelCluster:
 
     # -- looking and breaking ------------------------------------------------------
 
+    @property
+    def pids(self) -> list[int]:
+        """Every process this cluster started (servers and sentinels)."""
+        return [proc.pid for proc in self._procs.values()]
+
     def primary_port(self) -> int | None:
         """The primary's port as the sentinels that answer agree on (None: no agreement)."""
         answers = set()
@@ -199,18 +205,19 @@ class SentinelCluster:
         only then can they fail over."""
 
         def settled() -> bool:
-            with self.client(self.data_ports[1]) as replica:
-                if replica.info("replication").get("master_link_status") != "up":
-                    return False
-            for port in self.sentinel_ports:
-                with redis.Redis(port=port, socket_timeout=2) as sentinel:
-                    fields = sentinel.sentinel_master(self.master)
-                    if int(fields["port"]) != primary:
+            try:
+                with self.client(self.data_ports[1]) as replica:
+                    if replica.info("replication").get("master_link_status") != "up":
                         return False
-                    if int(fields["num-slaves"]) < 1:
+                for port in self.sentinel_ports:
+                    with redis.Redis(port=port, socket_timeout=2) as sentinel:
+                        fields = sentinel.sentinel_master(self.master)
+                    if int(fields["port"]) != primary or int(fields["num-slaves"]) < 1:
                         return False
                     if int(fields["num-other-sentinels"]) < SENTINELS - 1:
                         return False
+            except redis.RedisError:
+                return False  # still starting: the next round
             return True
 
         eventually_blocking(
