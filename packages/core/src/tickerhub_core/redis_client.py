@@ -17,6 +17,15 @@ many connections" as the default pool does. Past that wait it raises
 :class:`PoolExhaustedError`: the process is overloaded, Redis is fine, and the
 callers answer it as overload (HTTP 503 with ``Retry-After``), never as an
 outage.
+
+With ``REDIS_SENTINELS`` set, the same client is built through redis-py's
+Sentinel support (``Sentinel(...).master_for(...)``): same timeouts, same
+waiting pool (:class:`WaitingSentinelPool`), but every new connection first asks
+the sentinels where the primary is. On a failover the old primary's connections
+fail (or answer READONLY, which redis-py turns into a connection error and a
+disconnect), and the callers' retry loops reconnect to the new primary.
+``REDIS_URL`` then gives only credentials, db and TLS (see
+:mod:`tickerhub_core.sentinel`).
 """
 
 from __future__ import annotations
@@ -25,12 +34,17 @@ import asyncio
 from typing import Any
 
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from tickerhub_core.sentinel import url_connection_kwargs
 from tickerhub_core.settings import CommonSettings
 
 CONNECT_TIMEOUT = 5.0
 HEALTH_CHECK_INTERVAL = 30
+# A sentinel answers from memory: one that takes longer than this to connect or
+# reply is skipped for the next (each failover lookup asks them in turn).
+SENTINEL_TIMEOUT = 2.0
 
 
 class PoolExhaustedError(RedisConnectionError):
@@ -64,6 +78,22 @@ class WaitingPool(BlockingConnectionPool):
             raise
 
 
+class WaitingSentinelPool(SentinelConnectionPool, WaitingPool):
+    """The sentinel-managed pool (connections find the primary through the sentinels)
+    with :class:`WaitingPool`'s bounded wait. The MRO runs SentinelConnectionPool's
+    ``__init__`` first, which passes the rest on to the blocking pool's.
+
+    The pool also owns the :class:`Sentinel` that built it (one per client): closing
+    the client closes the connections to the sentinels too, which redis-py leaves open.
+    """
+
+    async def aclose(self) -> None:
+        try:
+            await super().aclose()
+        finally:
+            await self.sentinel_manager.aclose()
+
+
 def redis_client(
     settings: CommonSettings,
     *,
@@ -73,8 +103,11 @@ def redis_client(
     """An asyncio Redis client for ``settings.redis_url``; the caller closes it (``aclose``).
 
     ``max_connections`` overrides ``settings.redis_max_connections`` (the api's
-    probe client uses a pool of its own, of two).
+    probe client uses a pool of its own, of two). With ``REDIS_SENTINELS`` the
+    client follows the primary the sentinels name.
     """
+    if settings.redis_sentinels:
+        return _sentinel_client(settings, socket_timeout, max_connections)
     pool = WaitingPool.from_url(
         settings.redis_url,
         decode_responses=False,
@@ -85,3 +118,27 @@ def redis_client(
         timeout=settings.redis_pool_timeout,
     )
     return Redis.from_pool(pool)
+
+
+def _sentinel_client(
+    settings: CommonSettings, socket_timeout: float | None, max_connections: int | None
+) -> Redis:
+    sentinel = Sentinel(
+        settings.sentinel_addresses,
+        sentinel_kwargs={
+            "socket_connect_timeout": SENTINEL_TIMEOUT,
+            "socket_timeout": SENTINEL_TIMEOUT,
+        },
+    )
+    client: Redis = sentinel.master_for(
+        settings.redis_sentinel_master,
+        connection_pool_class=WaitingSentinelPool,
+        **url_connection_kwargs(settings.redis_url),
+        decode_responses=False,
+        socket_connect_timeout=CONNECT_TIMEOUT,
+        socket_timeout=socket_timeout,
+        health_check_interval=HEALTH_CHECK_INTERVAL,
+        max_connections=max_connections or settings.redis_max_connections,
+        timeout=settings.redis_pool_timeout,
+    )
+    return client

@@ -5,10 +5,11 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BeforeValidator, Field, field_validator
+from pydantic import BeforeValidator, Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from tickerhub_core.keys import RedisKeys
+from tickerhub_core.sentinel import check_master_name, check_sentinel_settings, parse_address
 
 S = TypeVar("S", bound=BaseSettings)
 
@@ -62,6 +63,17 @@ class CommonSettings(BaseSettings):
         description="Seconds a command waits for a free pooled connection when all are busy; "
         "past it the api answers 503 with Retry-After (overload, not an outage).",
     )
+    # Sentinel: checked (and parsed into host/port pairs) by tickerhub_core.sentinel.
+    redis_sentinels: ListSetting = Field(
+        default_factory=list,
+        description="Redis Sentinel addresses, 'host:port,host:port'; when set, the primary "
+        "is found through them (REDIS_URL then gives only password, db and TLS).",
+    )
+    redis_sentinel_master: str = Field(
+        default="",
+        validate_default=True,
+        description="The master name the sentinels monitor (required with REDIS_SENTINELS).",
+    )
     log_format: Literal["text", "json"] = Field(
         default="text",
         description="text: one readable line per record; json: one JSON object per line "
@@ -74,6 +86,19 @@ class CommonSettings(BaseSettings):
         if not value.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("must start with redis://, rediss:// or unix://")
         return value
+
+    @field_validator("redis_sentinels")
+    @classmethod
+    def _check_sentinels(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        check_sentinel_settings(value, info.data.get("redis_url"))
+        return value
+
+    @field_validator("redis_sentinel_master")
+    @classmethod
+    def _check_sentinel_master(cls, value: str, info: ValidationInfo) -> str:
+        if "redis_sentinels" not in info.data:
+            return value  # REDIS_SENTINELS itself was refused: that error says enough
+        return check_master_name(value.strip(), info.data["redis_sentinels"])
 
     @field_validator("key_prefix")
     @classmethod
@@ -89,6 +114,11 @@ class CommonSettings(BaseSettings):
         if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
             raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
         return level
+
+    @property
+    def sentinel_addresses(self) -> list[tuple[str, int]]:
+        """``REDIS_SENTINELS`` as (host, port) pairs; empty: a plain Redis at ``REDIS_URL``."""
+        return [parse_address(item) for item in self.redis_sentinels]
 
     @property
     def keys(self) -> RedisKeys:

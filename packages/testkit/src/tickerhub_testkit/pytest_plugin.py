@@ -1,5 +1,6 @@
 """Fixtures: ``redis_server`` (shared, flushed per test), ``own_redis_server`` (private),
-``procs`` (service subprocesses stopped when the test ends)."""
+``sentinel_cluster`` (a primary, a replica and three sentinels), ``procs`` (service
+subprocesses stopped when the test ends)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import pytest
 
 from tickerhub_testkit.processes import Procs
 from tickerhub_testkit.redis_server import RedisServer
+from tickerhub_testkit.sentinel import SentinelCluster
 
 
 @pytest.fixture(scope="session")
@@ -36,6 +38,17 @@ def own_redis_server() -> Iterator[RedisServer]:
         yield server
     finally:
         server.close()
+
+
+@pytest.fixture
+def sentinel_cluster() -> Iterator[SentinelCluster]:
+    """A primary, a replica and three sentinels for this test alone, failing over in a few
+    seconds; every process is stopped when the test ends, whatever happened."""
+    cluster = SentinelCluster()
+    try:
+        yield cluster.start()
+    finally:
+        cluster.close()
 
 
 @pytest.fixture

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -22,6 +24,7 @@ from tickerhub_api.settings import ApiSettings
 from tickerhub_api.stream.hub import Hub
 from tickerhub_api.stream.policy import ConnectionPolicy
 from tickerhub_api.stream.reads import Reads
+from tickerhub_core.primary_watch import follow_primary
 from tickerhub_core.redis_client import redis_client
 
 
@@ -118,9 +121,14 @@ def create_app(
         app.state.hub = hub
         app.state.reads = Reads(hub)
         await hub.start()
+        # With REDIS_SENTINELS: notice a failover even if no connection breaks.
+        following = asyncio.create_task(follow_primary(client), name="follow-primary")
         try:
             yield
         finally:
+            following.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await following
             await hub.stop()
             if redis is None:
                 await client.aclose()

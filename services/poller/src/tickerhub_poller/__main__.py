@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import sys
 
 from tickerhub_core.logs import configure_logging
+from tickerhub_core.primary_watch import follow_primary
 from tickerhub_core.redis_client import redis_client
 from tickerhub_core.settings import load_settings
 from tickerhub_poller.service import Poller
@@ -58,6 +60,8 @@ async def serve(settings: PollerSettings) -> None:
         loop.add_signal_handler(sig, stop.set)
     running = asyncio.create_task(poller.run(), name="poller")
     stopping = asyncio.create_task(stop.wait(), name="signal")
+    # With REDIS_SENTINELS: move idle connections to a new primary even if none breaks.
+    following = asyncio.create_task(follow_primary(redis), name="follow-primary")
     try:
         await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
         if running.done():
@@ -72,6 +76,9 @@ async def serve(settings: PollerSettings) -> None:
                     task.print_stack(file=sys.stderr)
     finally:
         stopping.cancel()
+        following.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await following
         if metrics is not None:
             metrics.close()
         await source.aclose()

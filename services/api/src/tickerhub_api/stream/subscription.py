@@ -22,6 +22,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from tickerhub_api.stream.mirror import Mirror, Step
@@ -33,6 +34,7 @@ from tickerhub_core.cancellation import honour_cancellation
 from tickerhub_core.keys import RedisKeys
 from tickerhub_core.logs import ConditionLog
 from tickerhub_core.metrics import FAST_BUCKETS, Buckets
+from tickerhub_core.primary_watch import on_former_primary
 from tickerhub_core.store import SnapshotStore
 
 log = logging.getLogger(__name__)
@@ -121,6 +123,10 @@ class Subscription:
                     ignore_subscribe_messages=True, timeout=self._wait_seconds()
                 )
                 honour_cancellation()  # redis-py may have swallowed a cancel (stop())
+                if on_former_primary(self._redis, pubsub.connection):
+                    # Sentinel failed over and this node kept us: a new session
+                    # subscribes on the new primary and reloads from it.
+                    raise RedisConnectionError("the primary moved (Sentinel failover)")
                 if message is not None:
                     self.last_heard = _now()
                 if self._retry_at is not None and _now() >= self._retry_at:
