@@ -68,6 +68,26 @@ class CommonSettings(BaseSettings):
         "(ts, level, logger, msg and the record's fields), for log collectors.",
     )
 
+    # Symbols on demand (docs/protocol.md): both services read them, the poller's win
+    # once it runs (it states them in interest:config).
+    on_demand: bool = Field(
+        default=True,
+        description="Poll a valid symbol a client asks for that the hub does not hold; "
+        "false: only TICKERS.",
+    )
+    max_symbols: int = Field(
+        default=1000,
+        ge=1,
+        description="Most symbols polled, TICKERS included; past it asking for a new one "
+        "gets a capacity error (WebSocket) or 503 (REST).",
+    )
+    interest_ttl: float = Field(
+        default=600.0,
+        gt=0,
+        description="Seconds a symbol on demand stays polled after the last client watching "
+        "(or asking for) it; then stale, and removed INTEREST_TTL later.",
+    )
+
     @field_validator("redis_url")
     @classmethod
     def _check_redis_url(cls, value: str) -> str:

@@ -59,6 +59,16 @@ class PollerSettings(CommonSettings):
     sim_volatility: float = Field(
         default=0.001, ge=0, description="Simulated per-tick relative price move (stdev)."
     )
+    sim_unknown_symbols: ListSetting = Field(
+        default_factory=lambda: ["ZZZZ"],
+        description="Symbols the simulated source does not know (it knows every other "
+        "valid one): how tests and demos see an unknown_symbol answer offline.",
+    )
+
+    @field_validator("sim_unknown_symbols")
+    @classmethod
+    def _parse_unknown(cls, value: list[str]) -> list[str]:
+        return parse_symbol_list(value)
 
     @field_validator("heartbeat_file", mode="before")
     @classmethod
