@@ -228,4 +228,3 @@ class Universe:
                 listener()
             except Exception:  # a listener's bug must not stop polling
                 log.exception("symbol set listener failed")
-
