@@ -80,7 +80,14 @@ def make_universe(store: FakeStore, source: SimulatedSource) -> tuple[Universe, 
             snapshot.pending.pop(symbol, None)
 
     universe = Universe(
-        ["AAPL"], make_task, snapshot, lambda: None, remove, store, max_symbols=5, ttl=TTL / 1000
+        ["AAPL"],
+        make_task,
+        snapshot,
+        lambda: None,
+        remove,
+        store,  # type: ignore[arg-type]
+        max_symbols=5,
+        ttl=TTL / 1000,
     )
     return universe, snapshot, removed
 
