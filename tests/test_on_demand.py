@@ -105,15 +105,21 @@ async def test_rest_waits_for_the_first_quote(redis_server: Any, procs: Procs) -
 
 
 async def test_rest_says_504_when_the_first_quote_is_late(redis_server: Any, procs: Procs) -> None:
-    # No poller: nobody will ever poll it. The interest is still recorded.
     api = start_api(procs, redis_server.url, ON_DEMAND_WAIT="0.5")
-    async with httpx.AsyncClient(base_url=api.http, timeout=30) as http:
-        response = await http.get("/tickers/IBM")
-    assert response.status_code == 504
-    assert "IBM" in response.json()["detail"]
     redis = Redis.from_url(redis_server.url)
     try:
-        assert await redis.zscore("interest", "IBM") is not None
+        async with httpx.AsyncClient(base_url=api.http, timeout=30) as http:
+            # No on-demand poller runs: answered as the fixed-list hub does, nothing recorded.
+            response = await http.get("/tickers/IBM")
+            assert response.status_code == 404
+            assert response.json() == {"detail": "unknown symbol: IBM"}
+            assert await redis.exists("interest") == 0
+            # A poller that states its config but never polls (hung, or far too slow).
+            await redis.hset("interest:config", mapping={"room": 10, "ttl": 600_000})
+            response = await http.get("/tickers/IBM")
+        assert response.status_code == 504
+        assert "no quote for IBM yet" in response.json()["detail"]
+        assert await redis.zscore("interest", "IBM") is not None  # asking again gets it
     finally:
         await redis.aclose()
 

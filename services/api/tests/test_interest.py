@@ -21,9 +21,7 @@ class FakeStore:
         self.answers = answers or {}
         self.calls: list[tuple[list[str], list[str]]] = []
 
-    async def register(
-        self, asks: Sequence[str], touches: Sequence[str], room: int, ttl_ms: int
-    ) -> dict[str, Outcome]:
+    async def register(self, asks: Sequence[str], touches: Sequence[str]) -> dict[str, Outcome]:
         self.calls.append((list(asks), list(touches)))
         return {s: self.answers.get(s, Outcome.OK) for s in [*asks, *touches]}
 
@@ -48,6 +46,15 @@ def test_book_asks_new_symbols_once_and_rechecks_the_pending() -> None:
     assert book.tracked == set()
 
 
+def test_book_waits_for_an_on_demand_poller_on_refresh_rounds() -> None:
+    book = InterestBook()
+    book.asked(["IBM"], set())
+    book.round(set(), lambda s: True, refresh=False)
+    assert book.settle({"IBM": Outcome.NO_POLLER}, set()) == {}  # no error: stays unknown
+    assert book.round(set(), lambda s: True, refresh=False) == ([], [])
+    assert book.round(set(), lambda s: True, refresh=True) == (["IBM"], [])
+
+
 def test_book_returns_refusals_and_retries_after_a_failed_round() -> None:
     book = InterestBook()
     book.asked(["ZZZZ", "ORCL"], set())
@@ -66,7 +73,7 @@ async def test_refused_symbols_leave_the_filter_with_one_error_per_code() -> Non
     mirror.load(1, {"AAPL": quote("AAPL")})
     stream = PriceStream(mirror, max_symbols=10)
     store = FakeStore({"ZZZZ": Outcome.UNKNOWN, "ORCL": Outcome.CAPACITY})
-    registry = InterestRegistry(store, mirror, stream, 1000, 600, 0.1)  # type: ignore[arg-type]
+    registry = InterestRegistry(store, mirror, stream, 600, 0.1)  # type: ignore[arg-type]
     stream.on_watch = registry.asked
     conn = Connection(max_frames=8)
     await stream.attach(conn)
@@ -94,8 +101,10 @@ async def test_refused_symbols_leave_the_filter_with_one_error_per_code() -> Non
 async def test_rest_first_quote_answers_404_503_504() -> None:
     mirror = Mirror()
     stream = PriceStream(mirror, max_symbols=10)
-    store = FakeStore({"ZZZZ": Outcome.UNKNOWN, "ORCL": Outcome.CAPACITY})
-    registry = InterestRegistry(store, mirror, stream, 1000, 600, 0.2)  # type: ignore[arg-type]
+    store = FakeStore(
+        {"ZZZZ": Outcome.UNKNOWN, "ORCL": Outcome.CAPACITY, "NOPOLLER": Outcome.NO_POLLER}
+    )
+    registry = InterestRegistry(store, mirror, stream, 600, 0.2)  # type: ignore[arg-type]
 
     async def never(symbol: str) -> tuple[int, str, None]:
         return 0, "", None
@@ -104,6 +113,7 @@ async def test_rest_first_quote_answers_404_503_504() -> None:
         ("ZZZZ", 404, "unknown symbol: ZZZZ"),
         ("ORCL", 503, "capacity"),
         ("IBM", 504, "no quote for IBM yet"),
+        ("NOPOLLER", 404, "unknown symbol: NOPOLLER"),
     ]:
         with pytest.raises(OnDemandRefused) as info:
             await registry.first_quote(symbol, never)

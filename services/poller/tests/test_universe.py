@@ -158,9 +158,15 @@ async def store(redis_server: Any) -> Any:
 @pytest.mark.integration
 async def test_register_enforces_the_room_atomically_and_answers_unknown(store: Any) -> None:
     interest, redis = store
+    # No on-demand poller has stated its config: nothing is registered.
+    assert await interest.register(["IBM"], ["AAPL"]) == {
+        "IBM": Outcome.NO_POLLER,
+        "AAPL": Outcome.NO_POLLER,
+    }
+    assert await redis.exists("interest") == 0
     await interest.sync(room=2, ttl_ms=60_000, unknown=["ZZZZ"])
-    outcomes = await interest.register(["IBM", "ORCL", "SAP", "ZZZZ"], [], 100, 60_000)
-    # The poller's room (2) wins over the api's default (100).
+    assert 0 < await redis.pttl("interest:config") <= 10_000  # gone soon after the poller
+    outcomes = await interest.register(["IBM", "ORCL", "SAP", "ZZZZ"], [])
     assert outcomes == {
         "IBM": Outcome.OK,
         "ORCL": Outcome.OK,
@@ -168,7 +174,7 @@ async def test_register_enforces_the_room_atomically_and_answers_unknown(store: 
         "ZZZZ": Outcome.UNKNOWN,
     }
     # Refreshing a live member needs no room; touching a held static symbol does nothing.
-    again = await interest.register(["IBM"], ["ORCL", "AAPL"], 100, 60_000)
+    again = await interest.register(["IBM"], ["ORCL", "AAPL"])
     assert again == {"IBM": Outcome.OK, "ORCL": Outcome.OK, "AAPL": Outcome.NOT_ON_DEMAND}
     assert set(await redis.zrange("interest", 0, -1)) == {b"IBM", b"ORCL"}
 
@@ -176,7 +182,8 @@ async def test_register_enforces_the_room_atomically_and_answers_unknown(store: 
 @pytest.mark.integration
 async def test_sync_reads_with_redis_time_and_forget_spares_the_asked_again(store: Any) -> None:
     interest, redis = store
-    await interest.register(["IBM", "ORCL"], [], 10, 60_000)
+    await interest.sync(room=10, ttl_ms=60_000)
+    await interest.register(["IBM", "ORCL"], [])
     await redis.set("bars:IBM", "x")
     read = await interest.sync(room=10, ttl_ms=60_000)
     assert set(read.scores) == {"IBM", "ORCL"}

@@ -7,9 +7,11 @@ Three keys (``docs/protocol.md``, *Symbols on demand*):
   ``INTEREST_TTL`` and forgets the others once their quote is removed.
 * ``interest:unknown`` (ZSET): symbol -> epoch ms until which the source is taken not
   to know it (the poller records it after a ``NoDataError`` on the symbol's first poll).
-* ``interest:config`` (HASH): ``room`` (how many on-demand symbols the poller takes:
-  ``MAX_SYMBOLS`` minus its ``TICKERS``) and ``ttl`` (ms), written by the poller so the
-  api's capacity check uses the poller's numbers.
+* ``interest:config`` (HASH, expires): ``room`` (how many on-demand symbols the poller
+  takes: ``MAX_SYMBOLS`` minus its ``TICKERS``) and ``ttl`` (ms), rewritten by an
+  on-demand poller every second with a :data:`CONFIG_TTL` expiry. The api's capacity
+  check uses its numbers, and while it is missing (no poller with ``ON_DEMAND=true``
+  runs) nothing is registered: nobody would poll it.
 
 Every time is Redis's ``TIME``, so api and poller hosts need not agree on the clock,
 and the capacity check and the registration are one script: two api processes can
@@ -32,18 +34,24 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 """
 
-# KEYS: interest, interest:unknown, interest:config. ARGV: default room, default ttl ms,
-# then flag/symbol pairs; flag 'a' (ask: the hub does not hold it) or 't' (touch: held,
-# refreshed only if it is an on-demand symbol). Returns one Outcome code per pair.
+CONFIG_TTL = 10.0  # seconds interest:config outlives the poller's last refresh
+
+# KEYS: interest, interest:unknown, interest:config. ARGV: flag/symbol pairs; flag 'a'
+# (ask: the hub does not hold it) or 't' (touch: held, refreshed only if it is an
+# on-demand symbol). Returns one Outcome code per pair (4 for all: no on-demand poller).
 REGISTER_LUA = (
     _NOW_LUA
     + """
 local cfg = redis.call('HMGET', KEYS[3], 'room', 'ttl')
-local room = tonumber(cfg[1] or ARGV[1])
-local ttl = tonumber(cfg[2] or ARGV[2])
-local live = redis.call('ZCOUNT', KEYS[1], now - ttl, '+inf')
 local out = {}
-for i = 3, #ARGV, 2 do
+if not cfg[1] or not cfg[2] then
+  for i = 1, #ARGV, 2 do out[#out + 1] = 4 end
+  return out
+end
+local room = tonumber(cfg[1])
+local ttl = tonumber(cfg[2])
+local live = redis.call('ZCOUNT', KEYS[1], now - ttl, '+inf')
+for i = 1, #ARGV, 2 do
   local flag, sym = ARGV[i], ARGV[i + 1]
   local score = redis.call('ZSCORE', KEYS[1], sym)
   local gone = redis.call('ZSCORE', KEYS[2], sym)
@@ -66,19 +74,20 @@ return out
 """
 )
 
-# KEYS: interest, interest:unknown, interest:config. ARGV: room, ttl ms, then the
-# symbols the source just said it does not know. Records those (for ttl), drops expired
-# unknown records, states the config and returns {now, interest members with scores}.
+# KEYS: interest, interest:unknown, interest:config. ARGV: room, ttl ms, config ttl ms,
+# then the symbols the source just said it does not know. Records those (for ttl), drops
+# expired unknown records, states the config and returns {now, members with scores}.
 SYNC_LUA = (
     _NOW_LUA
     + """
 local ttl = tonumber(ARGV[2])
-for i = 3, #ARGV do
+for i = 4, #ARGV do
   redis.call('ZADD', KEYS[2], now + ttl, ARGV[i])
   redis.call('ZREM', KEYS[1], ARGV[i])
 end
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
 redis.call('HSET', KEYS[3], 'room', ARGV[1], 'ttl', ARGV[2])
+redis.call('PEXPIRE', KEYS[3], ARGV[3])
 return {now, redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')}
 """
 )
@@ -107,6 +116,7 @@ class Outcome(enum.IntEnum):
     OK = 1  # registered or refreshed: the poller polls it
     UNKNOWN = 2  # the source does not know it (recorded recently)
     CAPACITY = 3  # MAX_SYMBOLS are polled already
+    NO_POLLER = 4  # no poller with ON_DEMAND=true runs (interest:config is missing)
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,14 +140,9 @@ class InterestStore:
         keys = self._keys
         return [keys.interest, keys.interest_unknown, keys.interest_config]
 
-    async def register(
-        self, asks: Sequence[str], touches: Sequence[str], room: int, ttl_ms: int
-    ) -> dict[str, Outcome]:
-        """Ask for ``asks`` (not held) and refresh ``touches`` (held) in one atomic step.
-
-        ``room``/``ttl_ms`` apply only until a poller has written its own.
-        """
-        args: list[str | int] = [room, ttl_ms]
+    async def register(self, asks: Sequence[str], touches: Sequence[str]) -> dict[str, Outcome]:
+        """Ask for ``asks`` (not held) and refresh ``touches`` (held) in one atomic step."""
+        args: list[str] = []
         order = [*asks, *touches]
         for symbol in asks:
             args += ("a", symbol)
@@ -151,7 +156,8 @@ class InterestStore:
     async def sync(self, room: int, ttl_ms: int, unknown: Iterable[str] = ()) -> Interest:
         """The poller's one call per refresh: record ``unknown``, state the config, read
         every member."""
-        now, flat = await self._sync(keys=self._all_keys, args=[room, ttl_ms, *unknown])
+        args: list[str | int] = [room, ttl_ms, int(CONFIG_TTL * 1000), *unknown]
+        now, flat = await self._sync(keys=self._all_keys, args=args)
         return Interest(int(now), _pairs(flat))
 
     async def forget(self, symbols: Iterable[str], cutoff_ms: int, bars: bool = True) -> int:

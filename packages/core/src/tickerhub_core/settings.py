@@ -68,18 +68,12 @@ class CommonSettings(BaseSettings):
         "(ts, level, logger, msg and the record's fields), for log collectors.",
     )
 
-    # Symbols on demand (docs/protocol.md): both services read them, the poller's win
-    # once it runs (it states them in interest:config).
+    # Symbols on demand (docs/protocol.md): both services read these; the poller states
+    # its INTEREST_TTL (and MAX_SYMBOLS) in interest:config, which the api obeys.
     on_demand: bool = Field(
         default=True,
         description="Poll a valid symbol a client asks for that the hub does not hold; "
         "false: only TICKERS.",
-    )
-    max_symbols: int = Field(
-        default=1000,
-        ge=1,
-        description="Most symbols polled, TICKERS included; past it asking for a new one "
-        "gets a capacity error (WebSocket) or 503 (REST).",
     )
     interest_ttl: float = Field(
         default=600.0,

@@ -10,6 +10,8 @@ demand that a connection here still watches is refreshed every ``INTEREST_TTL / 
 or one past ``MAX_SYMBOLS``, leaves the filters of the connections watching it with an
 ``unknown_symbol`` / ``capacity`` error. ``GET /tickers/{symbol}`` asks at once and
 waits up to ``ON_DEMAND_WAIT`` for the first quote (:meth:`InterestRegistry.first_quote`).
+While no poller with ``ON_DEMAND=true`` runs (``interest:config`` missing) nothing is
+registered and the answers are the fixed-list hub's (``unknown`` in replies, ``404``).
 
 :class:`InterestBook` is the bookkeeping, pure; :class:`InterestRegistry` the I/O.
 """
@@ -52,6 +54,7 @@ class InterestBook:
     pending: set[str] = field(default_factory=set)  # registered, not yet published
     tracked: set[str] = field(default_factory=set)  # on demand, watched here: refreshed
     not_on_demand: set[str] = field(default_factory=set)  # held, but TICKERS/another producer
+    waiting: set[str] = field(default_factory=set)  # no on-demand poller yet: asked on refresh
 
     def asked(self, symbols: Iterable[str], held: KnownSymbols) -> bool:
         """Connections started watching ``symbols``; True if a round should be made."""
@@ -68,12 +71,16 @@ class InterestBook:
         self, held: KnownSymbols, watched: Callable[[str], bool], refresh: bool
     ) -> tuple[list[str], list[str]]:
         """``(asks, touches)`` for the next call; forgets symbols no connection watches."""
-        for symbol in [*self.pending, *self.tracked]:
+        for symbol in [*self.pending, *self.tracked, *self.waiting]:
             if not watched(symbol):
                 self.pending.discard(symbol)
                 self.tracked.discard(symbol)
+                self.waiting.discard(symbol)
         self.pending = {s for s in self.pending if s not in held}
-        candidates = set(self.new) | self.pending | (self.tracked if refresh else set())
+        candidates = set(self.new) | self.pending
+        if refresh:
+            candidates |= self.tracked | self.waiting
+            self.waiting.clear()
         self.new.clear()
         asks = sorted(s for s in candidates if s not in held and watched(s))
         touches = sorted(s for s in candidates if s in held and watched(s))
@@ -92,6 +99,10 @@ class InterestBook:
             self.tracked.discard(symbol)
             if outcome is Outcome.NOT_ON_DEMAND:
                 self.not_on_demand.add(symbol)
+            elif outcome is Outcome.NO_POLLER:
+                # Stays in the filters as today's "unknown"; asked again on each refresh,
+                # in case an on-demand poller starts.
+                self.waiting.add(symbol)
             else:
                 refused[symbol] = outcome
         return refused
@@ -117,15 +128,12 @@ class InterestRegistry:
         store: InterestStore,
         held: KnownSymbols,
         stream: Stream,
-        max_symbols: int,
         ttl: float,
         wait: float,
     ) -> None:
         self._store = store
         self._held = held  # the mirror: what the hub holds
         self._stream = stream
-        self._room = max_symbols  # until a poller states its own (interest:config)
-        self._ttl_ms = int(ttl * 1000)
         self._refresh = min(MAX_REFRESH, ttl / 4)
         self._wait = wait
         self.book = InterestBook()
@@ -173,7 +181,7 @@ class InterestRegistry:
             return
         self.rounds += 1
         try:
-            outcomes = await self._store.register(asks, touches, self._room, self._ttl_ms)
+            outcomes = await self._store.register(asks, touches)
         except (RedisError, OSError) as exc:
             self._redis_down.failed(f"cannot register interest, will retry ({exc})")
             self.book.retry(asks, touches)
@@ -226,8 +234,8 @@ class InterestRegistry:
         )
 
     async def _check(self, symbol: str) -> None:
-        outcome = (await self._store.register([symbol], [], self._room, self._ttl_ms))[symbol]
-        if outcome is Outcome.UNKNOWN:
+        outcome = (await self._store.register([symbol], []))[symbol]
+        if outcome in (Outcome.UNKNOWN, Outcome.NO_POLLER):  # NO_POLLER: as with ON_DEMAND=false
             raise OnDemandRefused(404, f"unknown symbol: {symbol}")
         if outcome is Outcome.CAPACITY:
             raise OnDemandRefused(
@@ -262,7 +270,6 @@ def on_demand(redis: Redis, settings: ApiSettings, hub: Hub) -> InterestRegistry
         InterestStore(redis, settings.keys),
         hub.mirror,
         hub.prices,
-        settings.max_symbols,
         settings.interest_ttl,
         settings.on_demand_wait,
     )

@@ -55,6 +55,12 @@ class PollerSettings(CommonSettings):
         description="Port of the poller's Prometheus endpoint (GET /metrics on all "
         "interfaces); 0 turns it off.",
     )
+    max_symbols: int = Field(
+        default=1000,
+        ge=1,
+        description="Most symbols polled, TICKERS included (ON_DEMAND); past it a client "
+        "asking for a new one gets a capacity error (WebSocket) or 503 (REST).",
+    )
     sim_seed: int = Field(default=42, description="Seed of the simulated random walk.")
     sim_volatility: float = Field(
         default=0.001, ge=0, description="Simulated per-tick relative price move (stdev)."
