@@ -21,7 +21,7 @@
   const rows = new Map(); // symbol -> <tr>
   let wanted = initialWatchlist(); // array of symbols, or null: every symbol
   let unknown = new Set();
-  const refused = new Map(); // symbol -> why the hub will not poll it (unknown_symbol, capacity)
+  const notPolled = new Map(); // symbol -> why the hub will not poll it (unknown_symbol, capacity)
   let seq = null;
   let epoch = null;
   let socket = null;
@@ -173,7 +173,7 @@
         if ("epoch" in msg) epoch = msg.epoch;
         for (const s of Object.keys(msg.data)) {
           unknown.delete(s);
-          refused.delete(s);
+          notPolled.delete(s);
         }
         if (msg.subscribed) loadBars(msg.subscribed.filter((s) => !unknown.has(s)));
         setSeq(msg.seq);
@@ -212,7 +212,7 @@
         if (Array.isArray(msg.symbols)) {
           // Symbols on demand the hub refused: they left the server's filter, not ours.
           const why = msg.code === "unknown_symbol" ? "unknown to the source" : "hub at capacity";
-          for (const s of msg.symbols) refused.set(s, why);
+          for (const s of msg.symbols) notPolled.set(s, why);
           renderAll();
         }
         break;
@@ -225,7 +225,7 @@
   // sees why they have no price, and can remove them).
   function fromServer(list) {
     if (list === null || wanted === null) return list;
-    const kept = wanted.filter((s) => refused.has(s) && !list.includes(s));
+    const kept = wanted.filter((s) => notPolled.has(s) && !list.includes(s));
     return [...list, ...kept];
   }
 
@@ -249,7 +249,7 @@
     input.value = "";
     if (wanted === null) wanted = [...quotes.keys()];
     if (!wanted.includes(sym)) wanted = [...wanted, sym];
-    refused.delete(sym);
+    notPolled.delete(sym);
     saveWatchlist();
     send({ subscribe: [sym] });
     renderAll();
@@ -261,7 +261,7 @@
     saveWatchlist();
     send({ unsubscribe: [sym] });
     unknown.delete(sym);
-    refused.delete(sym);
+    notPolled.delete(sym);
     renderAll();
     $("add-symbol").focus();
   }
@@ -390,7 +390,7 @@
     row.className = "unknown";
     row.querySelector(".tags").innerHTML = '<span class="tag unknown">unknown</span>';
     row.querySelector(".name").textContent =
-      refused.get(sym) ?? (unknown.has(sym) ? "not held by this hub" : "waiting…");
+      notPolled.get(sym) ?? (unknown.has(sym) ? "not held by this hub" : "waiting…");
     for (const cls of [".price .px", ".change", ".pct", ".state", ".age"]) row.querySelector(cls).textContent = "–";
   }
 
