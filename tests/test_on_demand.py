@@ -7,6 +7,7 @@ rest are on demand.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import httpx
@@ -14,6 +15,8 @@ import pytest
 import websockets
 from redis.asyncio import Redis
 
+from tickerhub_testkit.metrics import scrape
+from tickerhub_testkit.net import free_port
 from tickerhub_testkit.processes import ApiProcess, Procs, ServiceProcess, poller_process, start_api
 from tickerhub_testkit.wait import eventually
 from tickerhub_testkit.ws import recv, recv_until
@@ -35,7 +38,8 @@ async def held(redis: Redis, symbol: str) -> Any:
 async def test_watchlist_gets_a_symbol_on_demand_within_one_poll_cycle(
     redis_server: Any, procs: Procs
 ) -> None:
-    poller(procs, redis_server.url)
+    metrics_port = free_port()
+    poller(procs, redis_server.url, METRICS_PORT=str(metrics_port))
     api = start_api(procs, redis_server.url)
     async with websockets.connect(f"{api.ws}/ws/prices") as ws:
         await recv(ws)  # the full snapshot
@@ -50,6 +54,9 @@ async def test_watchlist_gets_a_symbol_on_demand_within_one_poll_cycle(
         # And it keeps coming: the symbol is polled like TICKERS.
         later = await recv_until(ws, lambda m: m.get("type") == "diff", limit=15)
         assert later["seq"] > diff["seq"]
+    polled = await asyncio.to_thread(scrape, f"http://127.0.0.1:{metrics_port}/metrics")
+    assert polled.get("tickerhub_poller_symbols", mode="static") == len(TICKERS)
+    assert polled.get("tickerhub_poller_symbols", mode="on_demand") == 1
     redis = Redis.from_url(redis_server.url)
     try:
         assert await redis.zscore("interest", "IBM") is not None
