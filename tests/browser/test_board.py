@@ -275,24 +275,31 @@ def test_board_live_updates_edits_and_reconnects(
         browser.evaluate("document.querySelector('button[data-sort=symbol]').click()")
         assert [r["symbol"] for r in rows(browser)] == sorted(SHOWN)
 
-        # Add a symbol the hub holds, one it does not, remove one.
+        # Add a symbol the hub holds, one it polls on demand, one the source does not
+        # know (the simulated source's SIM_UNKNOWN_SYMBOLS, ZZZZ), remove one.
         submit_symbol(browser, "googl")
         wait_for(
             browser,
             lambda: by_symbol(browser).get("GOOGL", {}).get("price", "\u2013") != "\u2013",
             "GOOGL added with a price",
         )
-        submit_symbol(browser, "NOPE")
+        submit_symbol(browser, "ibm")
         wait_for(
             browser,
-            lambda: by_symbol(browser).get("NOPE", {}).get("name") == "not held by this hub",
-            "NOPE shown as unknown",
+            lambda: by_symbol(browser).get("IBM", {}).get("price", "\u2013") != "\u2013",
+            "IBM (not in TICKERS) added with a price: polled on demand",
         )
-        assert by_symbol(browser)["NOPE"]["tags"] == "unknown"
+        submit_symbol(browser, "ZZZZ")
+        wait_for(
+            browser,
+            lambda: by_symbol(browser).get("ZZZZ", {}).get("name") == "unknown to the source",
+            "ZZZZ shown as unknown to the source",
+        )
+        assert by_symbol(browser)["ZZZZ"]["tags"] == "unknown"
         browser.evaluate("document.querySelector('tr[data-symbol=MSFT] button.remove').click()")
         wait_for(browser, lambda: "MSFT" not in by_symbol(browser), "MSFT removed")
         stored = browser.evaluate("localStorage.getItem('tickerhub.watchlist')")
-        assert set(stored.split(",")) == set(SHOWN) - {"MSFT"} | {"GOOGL", "NOPE"}
+        assert set(stored.split(",")) == set(SHOWN) - {"MSFT"} | {"GOOGL", "IBM", "ZZZZ"}
         # The server's watchlist lost it too: no MSFT diff reaches the page any more (the
         # poller changes it every second).
         time.sleep(2.5)
@@ -307,7 +314,7 @@ def test_board_live_updates_edits_and_reconnects(
         wait_for(browser, lambda: status(browser) == "live", "live again", limit=30)
         wait_for(
             browser,
-            lambda: set(by_symbol(browser)) == set(SHOWN) - {"MSFT"} | {"GOOGL", "NOPE"},
+            lambda: set(by_symbol(browser)) == set(SHOWN) - {"MSFT"} | {"GOOGL", "IBM", "ZZZZ"},
             "the edited watchlist after the reconnect",
         )
 

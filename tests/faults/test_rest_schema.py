@@ -2,6 +2,11 @@
 
 The history endpoint asks Yahoo, which this machine cannot reach: it must answer
 502/503/404/422, never 500, and it gets few cases since each may wait for a timeout.
+
+This hub runs with ``ON_DEMAND=false`` (both services): the fixed-list hub, where no REST
+request may create a Redis key. With symbols on demand a valid symbol the hub does not
+hold registers interest, by design; ``test_on_demand_schema.py`` fuzzes that hub and
+allows exactly the documented on-demand keys (hostile symbols still create nothing).
 """
 
 from __future__ import annotations
@@ -64,10 +69,15 @@ def hub(_session_redis: Any) -> Iterator[Hub]:
     _session_redis.start()
     _session_redis.flush()
     procs: list[ServiceProcess] = [
-        poller_process(_session_redis.url, SIM_VOLATILITY="0", NEWS_INTERVAL="3600").start()
+        poller_process(
+            _session_redis.url, SIM_VOLATILITY="0", NEWS_INTERVAL="3600", ON_DEMAND="false"
+        ).start()
     ]
     api = ApiProcess(
-        _session_redis.url, WS_MAX_MESSAGES_PER_SECOND="0", LOG_LEVEL="WARNING"
+        _session_redis.url,
+        WS_MAX_MESSAGES_PER_SECOND="0",
+        LOG_LEVEL="WARNING",
+        ON_DEMAND="false",
     ).start()
     procs.append(api)
     try:

@@ -83,3 +83,18 @@ class RedisKeys:
         """STRING with a TTL: set while Yahoo rate-limits this host (by the poller or the
         api, whichever got the 429); the TTL is how long to hold off."""
         return f"{self.prefix}yahoo:rate-limited"
+
+    @property
+    def interest(self) -> str:
+        """ZSET: symbols on demand -> epoch ms a client last asked for or watched them."""
+        return f"{self.prefix}interest"
+
+    @property
+    def interest_unknown(self) -> str:
+        """ZSET: symbols the source does not know -> epoch ms until which that holds."""
+        return f"{self.prefix}interest:unknown"
+
+    @property
+    def interest_config(self) -> str:
+        """HASH: the on-demand poller's ``room`` (symbols it takes on demand) and ``ttl`` (ms)."""
+        return f"{self.prefix}interest:config"

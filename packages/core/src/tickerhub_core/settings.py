@@ -80,6 +80,20 @@ class CommonSettings(BaseSettings):
         "(ts, level, logger, msg and the record's fields), for log collectors.",
     )
 
+    # Symbols on demand (docs/protocol.md): both services read these; the poller states
+    # its INTEREST_TTL (and MAX_SYMBOLS) in interest:config, which the api obeys.
+    on_demand: bool = Field(
+        default=True,
+        description="Poll a valid symbol a client asks for that the hub does not hold; "
+        "false: only TICKERS.",
+    )
+    interest_ttl: float = Field(
+        default=600.0,
+        gt=0,
+        description="Seconds a symbol on demand stays polled after the last client watching "
+        "(or asking for) it; then stale, and removed INTEREST_TTL later.",
+    )
+
     @field_validator("redis_url")
     @classmethod
     def _check_redis_url(cls, value: str) -> str:

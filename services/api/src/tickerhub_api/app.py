@@ -16,6 +16,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.types import Receive, Scope, Send
 
 from tickerhub_api.access import ApiKeyMiddleware, KeyCheck, add_key_security, cors_options
+from tickerhub_api.interest import on_demand
 from tickerhub_api.metrics import install_metrics
 from tickerhub_api.probes import READY_PING_TIMEOUT, ReadinessProbe, RedisFailures
 from tickerhub_api.rest_cap import RestConcurrencyCap
@@ -120,7 +121,10 @@ def create_app(
         app.state.history = history_service
         app.state.hub = hub
         app.state.reads = Reads(hub)
+        app.state.interest = on_demand(client, settings, hub)
         await hub.start()
+        if app.state.interest is not None:
+            app.state.interest.start()
         # With REDIS_SENTINELS: notice a failover even if no connection breaks.
         following = asyncio.create_task(follow_primary(client), name="follow-primary")
         try:
@@ -129,6 +133,8 @@ def create_app(
             following.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await following
+            if app.state.interest is not None:
+                await app.state.interest.stop()
             await hub.stop()
             if redis is None:
                 await client.aclose()

@@ -65,6 +65,13 @@ class ApiSettings(CommonSettings):
     ws_ping_timeout: float = Field(
         default=20.0, gt=0, description="Seconds to wait for a pong before dropping the peer."
     )
+    on_demand_wait: float = Field(
+        default=3.0,
+        ge=0,
+        le=30,
+        description="Seconds GET /tickers/{symbol} waits for the first quote of a symbol "
+        "asked for on demand before answering 504.",
+    )
     # -- limits (docs/operations.md) ------------------------------------------
     http_header_timeout: float = Field(
         default=5.0,

@@ -28,7 +28,9 @@ def build_source(settings: PollerSettings) -> QuoteSource:
     if settings.source == "simulated":
         from tickerhub_poller.sources.simulated import SimulatedSource
 
-        return SimulatedSource(settings.sim_seed, settings.sim_volatility)
+        return SimulatedSource(
+            settings.sim_seed, settings.sim_volatility, unknown=settings.sim_unknown_symbols
+        )
     from tickerhub_poller.sources.yfinance import YFinanceSource
 
     return YFinanceSource(max_batch=settings.batch_size, timeout=settings.request_timeout)

@@ -13,10 +13,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 
 from redis.exceptions import RedisError
 
+from tickerhub_core import wire
 from tickerhub_core.backoff import Backoff
 from tickerhub_core.logs import ConditionLog
 from tickerhub_core.retry import retry_until_done
@@ -54,6 +55,7 @@ class Publisher:
         self._redis_down = ConditionLog(log, "redis")
         self.published = 0  # diffs published, for tests and metrics
         self.conflicts = 0  # compare-and-set refusals (Redis's seq was not ours), for metrics
+        self._removals: set[str] = set()  # symbols to drop from the snapshot (on demand, expired)
 
     @property
     def redis_up(self) -> bool:
@@ -63,6 +65,12 @@ class Publisher:
     def notify(self) -> None:
         """Something is pending: publish soon (coalesces with other notifications)."""
         self._dirty.set()
+
+    def remove(self, symbols: Iterable[str]) -> None:
+        """Drop ``symbols`` from the snapshot soon, in one ``reset`` (the diff format cannot
+        remove a symbol; docs/protocol.md, *Symbols on demand*)."""
+        self._removals.update(symbols)
+        self.notify()
 
     async def load(self) -> None:
         """Adopt Redis's snapshot, waiting for Redis as long as it takes."""
@@ -104,6 +112,8 @@ class Publisher:
 
     async def flush(self) -> None:
         """Publish everything pending; resolve a sequence mismatch and retry."""
+        if self._removals:
+            await self._remove()
         for _ in range(10):
             prepared = self._snapshot.prepare()
             if prepared is None:
@@ -140,6 +150,23 @@ class Publisher:
         # Readers (the api's /readyz) tell a live producer from a dead one by this key.
         await self._store.beat(ttl=HEARTBEAT_TTL)
         self._last_check = now
+
+    async def _remove(self) -> None:
+        """Write the snapshot back without the symbols to remove, as a ``reset`` at the next
+        seq: readers reload, and a resume from before it is refused (a new epoch)."""
+        redis_seq = await self._store.load_seq()
+        if redis_seq != self._snapshot.seq:
+            await self._resync(redis_seq)
+        snapshot = self._snapshot
+        for symbol in self._removals:
+            snapshot.pending.pop(symbol, None)
+        kept = {s: q for s, q in snapshot.published.items() if s not in self._removals}
+        if len(kept) < len(snapshot.published):
+            new_seq = snapshot.seq + 1
+            await self._store.reset(new_seq, {s: wire.dumps(q) for s, q in kept.items()})
+            snapshot.published = kept
+            snapshot.seq = new_seq
+        self._removals.clear()
 
     async def _resync(self, redis_seq: int) -> None:
         snapshot = self._snapshot

@@ -8,6 +8,7 @@ import logging
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from tickerhub_core.interest import InterestStore
 from tickerhub_core.store import BarStore, NewsStore, SnapshotStore, YahooRateLimit
 from tickerhub_poller.bar_publisher import BarPublisher
 from tickerhub_poller.bars import BarBuilder
@@ -19,6 +20,7 @@ from tickerhub_poller.settings import PollerSettings
 from tickerhub_poller.snapshot import Snapshot
 from tickerhub_poller.sources.base import QuoteSource
 from tickerhub_poller.tickers import TickerTask
+from tickerhub_poller.universe import OnDemandTask, Universe
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +71,29 @@ class Poller:
             settings.news_max_items,
         )
         self._source = source
+        # TICKERS plus the symbols clients ask for (universe.py); the latter counted by /metrics.
+        self.universe = Universe(
+            settings.tickers,
+            self._on_demand_task,
+            self.snapshot,
+            self.publisher.notify,
+            self.publisher.remove,
+            InterestStore(redis, settings.keys) if settings.on_demand else None,
+            settings.max_symbols,
+            settings.interest_ttl,
+        )
+        self.on_demand = self.universe.on_demand
+
+    def _on_demand_task(self, symbol: str) -> TickerTask:
+        settings = self.settings
+        return OnDemandTask(
+            symbol,
+            self.batcher,
+            self.snapshot,
+            self.publisher.notify,
+            settings.poll_freq,
+            settings.stale_after,
+        )
 
     async def _write_news_back(self) -> None:
         await self.news.write_back()
@@ -100,6 +125,7 @@ class Poller:
             async with asyncio.TaskGroup() as tasks:
                 tasks.create_task(self.publisher.run(), name="publisher")
                 tasks.create_task(self.bars.run(), name="bars")
+                tasks.create_task(self.universe.run(), name="universe")
                 for ticker in self.tickers:
                     tasks.create_task(ticker.run(), name=f"ticker:{ticker.symbol}")
                 if self.settings.news_interval > 0:

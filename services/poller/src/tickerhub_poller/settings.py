@@ -55,10 +55,26 @@ class PollerSettings(CommonSettings):
         description="Port of the poller's Prometheus endpoint (GET /metrics on all "
         "interfaces); 0 turns it off.",
     )
+    max_symbols: int = Field(
+        default=1000,
+        ge=1,
+        description="Most symbols polled, TICKERS included (ON_DEMAND); past it a client "
+        "asking for a new one gets a capacity error (WebSocket) or 503 (REST).",
+    )
     sim_seed: int = Field(default=42, description="Seed of the simulated random walk.")
     sim_volatility: float = Field(
         default=0.001, ge=0, description="Simulated per-tick relative price move (stdev)."
     )
+    sim_unknown_symbols: ListSetting = Field(
+        default_factory=lambda: ["ZZZZ"],
+        description="Symbols the simulated source does not know (it knows every other "
+        "valid one): how tests and demos see an unknown_symbol answer offline.",
+    )
+
+    @field_validator("sim_unknown_symbols")
+    @classmethod
+    def _parse_unknown(cls, value: list[str]) -> list[str]:
+        return parse_symbol_list(value)
 
     @field_validator("heartbeat_file", mode="before")
     @classmethod

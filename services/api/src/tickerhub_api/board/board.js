@@ -21,6 +21,7 @@
   const rows = new Map(); // symbol -> <tr>
   let wanted = initialWatchlist(); // array of symbols, or null: every symbol
   let unknown = new Set();
+  const notPolled = new Map(); // symbol -> why the hub will not poll it (unknown_symbol, capacity)
   let seq = null;
   let epoch = null;
   let socket = null;
@@ -166,11 +167,14 @@
       case "snapshot":
         if (!msg.partial) quotes.clear();
         for (const [sym, q] of Object.entries(msg.data)) quotes.set(sym, q);
-        if ("watchlist" in msg) wanted = msg.watchlist;
+        if ("watchlist" in msg) wanted = fromServer(msg.watchlist);
         if (msg.unknown) for (const s of msg.unknown) unknown.add(s);
         if (!msg.partial && msg.unknown) unknown = new Set(msg.unknown);
         if ("epoch" in msg) epoch = msg.epoch;
-        for (const s of Object.keys(msg.data)) unknown.delete(s);
+        for (const s of Object.keys(msg.data)) {
+          unknown.delete(s);
+          notPolled.delete(s);
+        }
         if (msg.subscribed) loadBars(msg.subscribed.filter((s) => !unknown.has(s)));
         setSeq(msg.seq);
         renderAll();
@@ -192,7 +196,7 @@
         scheduleSort();
         break;
       case "unsubscribed":
-        wanted = msg.watchlist;
+        wanted = fromServer(msg.watchlist);
         for (const s of msg.symbols) {
           unknown.delete(s);
           quotes.delete(s);
@@ -205,10 +209,24 @@
         break;
       case "error":
         $("add-error").textContent = msg.message;
+        if (Array.isArray(msg.symbols)) {
+          // Symbols on demand the hub refused: they left the server's filter, not ours.
+          const why = msg.code === "unknown_symbol" ? "unknown to the source" : "hub at capacity";
+          for (const s of msg.symbols) notPolled.set(s, why);
+          renderAll();
+        }
         break;
       default:
         break;
     }
+  }
+
+  // The server's filter, plus the refused symbols the page still lists (so the user
+  // sees why they have no price, and can remove them).
+  function fromServer(list) {
+    if (list === null || wanted === null) return list;
+    const kept = wanted.filter((s) => notPolled.has(s) && !list.includes(s));
+    return [...list, ...kept];
   }
 
   function setSeq(value) {
@@ -231,6 +249,7 @@
     input.value = "";
     if (wanted === null) wanted = [...quotes.keys()];
     if (!wanted.includes(sym)) wanted = [...wanted, sym];
+    notPolled.delete(sym);
     saveWatchlist();
     send({ subscribe: [sym] });
     renderAll();
@@ -242,6 +261,7 @@
     saveWatchlist();
     send({ unsubscribe: [sym] });
     unknown.delete(sym);
+    notPolled.delete(sym);
     renderAll();
     $("add-symbol").focus();
   }
@@ -369,7 +389,8 @@
   function fillUnknown(row, sym) {
     row.className = "unknown";
     row.querySelector(".tags").innerHTML = '<span class="tag unknown">unknown</span>';
-    row.querySelector(".name").textContent = unknown.has(sym) ? "not held by this hub" : "waiting…";
+    row.querySelector(".name").textContent =
+      notPolled.get(sym) ?? (unknown.has(sym) ? "not held by this hub" : "waiting…");
     for (const cls of [".price .px", ".change", ".pct", ".state", ".age"]) row.querySelector(cls).textContent = "–";
   }
 

@@ -20,6 +20,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 from redis.exceptions import RedisError
 
+from tickerhub_api.interest import InterestRegistry, OnDemandRefused
 from tickerhub_api.probes import ReadinessProbe, RedisFailures
 from tickerhub_api.schemas import (
     Bar,
@@ -66,6 +67,13 @@ _UNAVAILABLE: _Responses = {
     }
 }
 
+_NO_FIRST_QUOTE: _Responses = {
+    504: {
+        "model": ErrorDetail,
+        "description": "A symbol asked for on demand had no quote within ON_DEMAND_WAIT.",
+    }
+}
+
 SymbolPath = Annotated[str, Path(description="Ticker symbol, case-insensitive.", max_length=64)]
 
 
@@ -105,6 +113,10 @@ def _history(request: Request) -> HistoryReader:
     return request.app.state.history
 
 
+def _interest(request: Request) -> InterestRegistry | None:
+    return getattr(request.app.state, "interest", None)
+
+
 def _probe(request: Request) -> ReadinessProbe:
     return request.app.state.probe
 
@@ -116,6 +128,7 @@ def _failures(request: Request) -> RedisFailures:
 ReadsDep = Annotated[Reads, Depends(_reads)]
 SettingsDep = Annotated[ApiSettings, Depends(_settings)]
 HistoryDep = Annotated[HistoryReader, Depends(_history)]
+InterestDep = Annotated[InterestRegistry | None, Depends(_interest)]
 ProbeDep = Annotated[ReadinessProbe, Depends(_probe)]
 FailuresDep = Annotated[RedisFailures, Depends(_failures)]
 
@@ -152,17 +165,26 @@ async def tickers(reads: ReadsDep, failures: FailuresDep) -> Any:
 @router.get(
     "/tickers/{symbol}",
     response_model=Quote,
-    responses={**_NOT_FOUND, **_BAD_SYMBOL, **_UNAVAILABLE},
+    responses={**_NOT_FOUND, **_BAD_SYMBOL, **_UNAVAILABLE, **_NO_FIRST_QUOTE},
     summary="One symbol's latest quote",
 )
 async def ticker(
-    symbol: SymbolPath, reads: ReadsDep, failures: FailuresDep, response: Response
+    symbol: SymbolPath,
+    reads: ReadsDep,
+    failures: FailuresDep,
+    interest: InterestDep,
+    response: Response,
 ) -> Any:
     canonical = _symbol(symbol)
     try:
         seq, epoch, quote = await reads.quote(canonical)
+        if quote is None and interest is not None:
+            # Not held: asked for on demand, answered once its first quote is in.
+            seq, epoch, quote = await interest.first_quote(canonical, reads.quote)
     except RedisError as exc:
         raise _unavailable(failures, "quotes are", exc) from None
+    except OnDemandRefused as exc:
+        raise ApiError(exc.status_code, exc.detail) from None
     if quote is None:
         raise ApiError(404, f"unknown symbol: {canonical}")
     response.headers.update(_quote_headers(reads, seq, epoch))

@@ -91,6 +91,7 @@ class PriceStream(Stream):
             self._check_unknown(conn, [*watch, *added])
             watch.update(added)
             self._index.watch(conn, added)
+            self._watching(added)
         if not self._mirror.loaded:
             return  # the first snapshot, once loaded, covers them
         seq = self._mirror.seq

@@ -35,6 +35,8 @@ BINARY_NOT_SUPPORTED = "binary_not_supported"
 UNAVAILABLE = "unavailable"  # the server cannot answer right now (Redis is down)
 RATE_LIMITED = "rate_limited"  # over WS_MAX_MESSAGES_PER_SECOND: the message was not processed
 BAD_VALUE = "bad_value"  # a resume point or max_rate that is not valid: nothing changed
+UNKNOWN_SYMBOL = "unknown_symbol"  # the source does not know these: they left the filter
+CAPACITY = "capacity"  # MAX_SYMBOLS are polled already: these left the filter
 
 # ``max_rate`` bounds, in diff messages per second for one connection.
 MIN_RATE = 0.1

@@ -12,7 +12,7 @@ Redis in them, prices never awaits.
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Protocol
 
 from tickerhub_api.stream.connection import Connection
@@ -63,6 +63,9 @@ class Stream(abc.ABC):
         self.received = 0  # client messages (text or binary frames) after admission
         self.errors: dict[str, int] = {}  # protocol error code -> count
         self.conflated_gone = 0  # outbox merges of connections that have left
+        # Told the symbols a connection starts watching by name (symbols on demand:
+        # tickerhub_api.interest); None: nobody asks.
+        self.on_watch: Callable[[Iterable[str]], None] | None = None
 
     async def attach(self, conn: Connection, opening: Opening | None = None) -> None:
         """Register a new connection and queue its first snapshot (now, or once loaded).
@@ -160,8 +163,28 @@ class Stream(abc.ABC):
             raise too_many_unknown(self._max_pending, "per api process right now")
 
     def _set_watch(self, conn: Connection, watch: set[str] | None) -> None:
-        self._index.rewatch(conn, conn.watch, watch)
+        old = conn.watch
+        self._index.rewatch(conn, old, watch)
         conn.watch = watch
+        if watch:
+            self._watching(watch if old is None else watch - old)
+
+    def _watching(self, symbols: Iterable[str]) -> None:
+        if self.on_watch is not None:
+            self.on_watch(symbols)
+
+    def watchers(self, symbol: str) -> set[Connection]:
+        """The connections watching ``symbol`` by name (not those watching everything)."""
+        return self._index.watchers(symbol)
+
+    def forget(self, conn: Connection, symbols: Iterable[str]) -> None:
+        """Take ``symbols`` out of the connection's filter (the hub will not have them)."""
+        if conn.watch is None:
+            return
+        symbols = list(symbols)
+        conn.watch.difference_update(symbols)
+        self._index.unwatch(conn, symbols)
+        conn.outbox.drop(symbols)
 
 
 def listed(watch: set[str] | None) -> list[str] | None:

@@ -3,19 +3,21 @@
 Each symbol has its own ``random.Random`` seeded from ``(seed, symbol)``, so the
 n-th quote of a symbol is the same on every run whatever other symbols are
 polled or in which order. With ``volatility=0`` nothing ever changes, which is
-how tests check that a restart publishes no spurious diffs.
+how tests check that a restart publishes no spurious diffs. It knows every valid
+symbol except ``unknown`` (``SIM_UNKNOWN_SYMBOLS``), which answer :class:`NoDataError`
+as Yahoo does for a symbol it does not list: symbols on demand work offline.
 """
 
 from __future__ import annotations
 
 import math
 import random
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from tickerhub_core.models import NewsItem, Quote, iso_utc, make_quote
-from tickerhub_poller.sources.base import SourceError
+from tickerhub_poller.sources.base import NoDataError, SourceError
 
 
 @dataclass
@@ -34,8 +36,15 @@ class _Walk:
 class SimulatedSource:
     name = "simulated"
 
-    def __init__(self, seed: int = 42, volatility: float = 0.001, max_batch: int = 500) -> None:
+    def __init__(
+        self,
+        seed: int = 42,
+        volatility: float = 0.001,
+        max_batch: int = 500,
+        unknown: Iterable[str] = (),
+    ) -> None:
         self.max_batch = max_batch
+        self._unknown = frozenset(unknown)
         self._seed = seed
         self._volatility = volatility
         self._walks: dict[str, _Walk] = {}
@@ -90,7 +99,12 @@ class SimulatedSource:
         )
 
     async def fetch_quotes(self, symbols: Sequence[str]) -> dict[str, Quote | SourceError]:
-        return {symbol: self.quote(symbol) for symbol in symbols}
+        return {
+            symbol: NoDataError(f"{symbol}: no such symbol (simulated)")
+            if symbol in self._unknown
+            else self.quote(symbol)
+            for symbol in symbols
+        }
 
     async def fetch_news(self, symbol: str, count: int) -> list[NewsItem]:
         walk = self._walk(symbol)
