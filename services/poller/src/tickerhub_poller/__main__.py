@@ -47,9 +47,11 @@ async def start_metrics(settings: PollerSettings, poller: Poller) -> asyncio.Ser
         return None
 
 
-async def serve(settings: PollerSettings) -> None:
+async def serve(settings: PollerSettings, source: QuoteSource | None = None) -> None:
+    """Run the poller until SIGINT/SIGTERM. ``source``: instead of the one ``SOURCE`` names
+    (the offline-Yahoo launcher in tickerhub_testkit passes yfinance on recorded answers)."""
     redis = redis_client(settings, socket_timeout=REDIS_COMMAND_TIMEOUT)
-    source = build_source(settings)
+    source = source if source is not None else build_source(settings)
     poller = Poller(settings, redis, source)
     metrics = await start_metrics(settings, poller)
     stop = asyncio.Event()

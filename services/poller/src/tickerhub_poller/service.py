@@ -12,7 +12,9 @@ from tickerhub_core.store import BarStore, NewsStore, SnapshotStore, YahooRateLi
 from tickerhub_poller.bar_publisher import BarPublisher
 from tickerhub_poller.bars import BarBuilder
 from tickerhub_poller.batcher import QuoteBatcher
+from tickerhub_poller.cadence import Cadence
 from tickerhub_poller.healthcheck import Heartbeat
+from tickerhub_poller.live import LiveQuotes, build_stream
 from tickerhub_poller.news import NewsPoller
 from tickerhub_poller.publisher import Publisher
 from tickerhub_poller.settings import PollerSettings
@@ -49,6 +51,17 @@ class Poller:
             settings.batch_window,
             on_rate_limited=self._share_rate_limit,
         )
+        # The push stream (live.py): polls slow to RECONCILE_FREQ while it is up.
+        stream_on = settings.stream_enabled
+        self.cadence = Cadence(settings.poll_freq, settings.reconcile_freq if stream_on else None)
+        self.live = LiveQuotes(self.snapshot, self.publisher.notify)
+        self.stream = (
+            build_stream(settings, lambda: settings.tickers, self.live, self.snapshot, self.cadence)
+            if stream_on
+            else None
+        )
+        # Read by metrics.py (and /status): connected, ticks, last tick, last error.
+        self.stream_stats = self.stream.state if self.stream is not None else None
         self.tickers = [
             TickerTask(
                 s,
@@ -57,6 +70,7 @@ class Poller:
                 self.publisher.notify,
                 settings.poll_freq,
                 settings.stale_after,
+                self.cadence,
             )
             for s in settings.tickers
         ]
@@ -96,12 +110,20 @@ class Poller:
             self._source.name,
             self.settings.poll_freq,
         )
+        if self.stream is not None:
+            log.info(
+                "streaming from %s; polls every %ss while the stream is up",
+                self.stream.url,
+                self.settings.reconcile_freq,
+            )
         try:
             async with asyncio.TaskGroup() as tasks:
                 tasks.create_task(self.publisher.run(), name="publisher")
                 tasks.create_task(self.bars.run(), name="bars")
                 for ticker in self.tickers:
                     tasks.create_task(ticker.run(), name=f"ticker:{ticker.symbol}")
+                if self.stream is not None:
+                    tasks.create_task(self.stream.run(), name="stream")
                 if self.settings.news_interval > 0:
                     tasks.create_task(self.news.run(), name="news")
         finally:
