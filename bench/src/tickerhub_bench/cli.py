@@ -29,7 +29,7 @@ def parse(argv: list[str] | None = None) -> Options:
         "--scenarios",
         default="ABCDEF",
         help="which scenarios, e.g. AB (default ABCDEF); R = reconnect storm, M = max_rate "
-        "(issue 9)",
+        "(issue 9), S = freshness, Yahoo's push stream vs poll-only (issue 8)",
     )
     p.add_argument(
         "--targets",

@@ -104,8 +104,10 @@ async def test_reconnects_and_resubscribes_after_the_server_drops_it(
         await eventually(lambda: len(ticks) == 1, "first tick")
         for _ in range(3):
             await fake.drop()
-            await eventually(lambda: fake.subscribed == {"AAPL"} and streamer.state.connected,
-                             "reconnected and subscribed")
+            await eventually(
+                lambda: fake.subscribed == {"AAPL"} and streamer.state.connected,
+                "reconnected and subscribed",
+            )
         assert fake.accepted == 4
         assert streamer.state.consecutive_failures == 3
         assert "closed" in (streamer.state.last_error or "")
@@ -142,14 +144,16 @@ async def test_bad_frames_are_ignored_counted_and_logged_once(
         await eventually(lambda: fake.subscribed == {"AAPL"}, "subscribed")
         for _ in range(3):
             fake.send_raw("garbage{")
-            fake.send_raw('{"type": "pricing", "message": "%s"}' % truncated)
+            fake.send_raw(f'{{"type": "pricing", "message": "{truncated}"}}')
             fake.send_raw(pricing_frame("ZZZZ", 1.0))  # never subscribed
             fake.send_raw(b"\x00\xff binary")
         fake.tick("AAPL", 3.0)
         await eventually(lambda: len(ticks) == 1, "the good tick after the bad frames")
         assert ticks[0].fields["price"] == 3.0
         assert streamer.state.ignored == {
-            "not_base64": 6, "not_pricing_data": 3, "unknown_symbol": 3,
+            "not_base64": 6,
+            "not_pricing_data": 3,
+            "unknown_symbol": 3,
         }
         assert fake.accepted == 1  # bad frames never cost the connection
         logged = [r.getMessage() for r in caplog.records]

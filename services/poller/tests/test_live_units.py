@@ -60,7 +60,8 @@ def test_ticks_older_than_what_the_hub_holds_are_dropped() -> None:
     assert live.apply(tick(price=3.1, ms=T0 + 1001))  # same second as the poll: not older
     assert (live.applied, live.dropped_old, len(notified)) == (4, 2, 4)
     quote = snapshot.get("AAPL")
-    assert quote is not None and quote["price"] == 3.1
+    assert quote is not None
+    assert quote["price"] == 3.1
 
 
 def test_ticks_during_a_publish_merge_over_the_one_in_flight() -> None:

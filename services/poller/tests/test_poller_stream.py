@@ -78,8 +78,12 @@ async def start_stack(procs: Procs, redis_url: str, fake: FakeStreamer, **env: s
     stack = Stack(poller, start_api(procs, redis_url), port)
     redis = Redis.from_url(redis_url)
     try:  # the first polls are in: every symbol is known to the api
-        await eventually(lambda: _count(redis.hlen("prices"), len(SYMBOLS)), "first polls",
-                         limit=LIMIT, detail=poller.output)
+        await eventually(
+            lambda: _count(redis.hlen("prices"), len(SYMBOLS)),
+            "first polls",
+            limit=LIMIT,
+            detail=poller.output,
+        )
     finally:
         await redis.aclose()
     return stack
@@ -91,8 +95,10 @@ async def _count(value: Any, wanted: int) -> bool:
 
 async def watch(api: ApiProcess, *symbols: str) -> Any:
     ws = await websockets.connect(f"{api.ws}/ws/prices")
-    await ws.send('{"watchlist": [%s]}' % ",".join(f'"{s}"' for s in symbols))
-    await recv_until(ws, lambda m: m.get("type") == "snapshot" and set(m["data"]) == set(symbols), LIMIT)
+    await ws.send('{{"watchlist": [{}]}}'.format(",".join(f'"{s}"' for s in symbols)))
+    await recv_until(
+        ws, lambda m: m.get("type") == "snapshot" and set(m["data"]) == set(symbols), LIMIT
+    )
     return ws
 
 
@@ -111,7 +117,9 @@ async def test_ticks_reach_clients_and_polling_covers_a_stream_outage(
 ) -> None:
     stack = await start_stack(procs, redis_server.url, fake)
     detail = stack.poller.output
-    await eventually(lambda: fake.subscribed == set(SYMBOLS), "poller subscribed", limit=LIMIT, detail=detail)
+    await eventually(
+        lambda: fake.subscribed == set(SYMBOLS), "poller subscribed", limit=LIMIT, detail=detail
+    )
     ws = await watch(stack.api, "AAPL")
     try:
         assert fake.tick("AAPL", 512.25, day_volume=123, market_hours=1) == 1
@@ -125,15 +133,23 @@ async def test_ticks_reach_clients_and_polling_covers_a_stream_outage(
         # Stream down (refusing connections): polling at POLL_FREQ delivers at once,
         # not after the 600 s sleep the tickers were in.
         await fake.stop()
-        await eventually(lambda: _is(stack.connected(), 0), "stream disconnected gauge",
-                         limit=LIMIT, detail=detail)
+        await eventually(
+            lambda: _is(stack.connected(), 0),
+            "stream disconnected gauge",
+            limit=LIMIT,
+            detail=detail,
+        )
         await eventually(lambda: _more(stack, 5), "polls at POLL_FREQ", limit=LIMIT, detail=detail)
-        polled = await recv_until(ws, lambda m: m.get("type") == "diff" and "AAPL" in m["data"], LIMIT)
+        polled = await recv_until(
+            ws, lambda m: m.get("type") == "diff" and "AAPL" in m["data"], LIMIT
+        )
         assert polled["data"]["AAPL"]["price"] != 512.25  # a poll's price
 
         # Stream back: re-subscribed, ticks flow, and polls slow down again.
         await fake.start()
-        await eventually(lambda: fake.subscribed == set(SYMBOLS), "re-subscribed", limit=LIMIT, detail=detail)
+        await eventually(
+            lambda: fake.subscribed == set(SYMBOLS), "re-subscribed", limit=LIMIT, detail=detail
+        )
         await eventually(lambda: _is(stack.connected(), 1), "connected again", limit=LIMIT)
         await asyncio.sleep(POLL_FREQ * 2)  # a poll already under way may still land
         assert await polls_during(stack, 2.0) <= 1
@@ -142,7 +158,9 @@ async def test_ticks_reach_clients_and_polling_covers_a_stream_outage(
     finally:
         await ws.close()
     output = stack.poller.output()
-    assert output.count("stream: connection closed") + output.count("stream: ConnectionRefused") <= 2, output
+    assert (
+        output.count("stream: connection closed") + output.count("stream: ConnectionRefused") <= 2
+    ), output
 
 
 async def _is(value: Any, wanted: float) -> bool:
@@ -163,7 +181,9 @@ async def test_reconnect_after_a_drop_watchdog_on_silence_and_bad_frames_ignored
 ) -> None:
     stack = await start_stack(procs, redis_server.url, fake, STREAM_SILENCE="1.5")
     detail = stack.poller.output
-    await eventually(lambda: fake.subscribed == set(SYMBOLS), "poller subscribed", limit=LIMIT, detail=detail)
+    await eventually(
+        lambda: fake.subscribed == set(SYMBOLS), "poller subscribed", limit=LIMIT, detail=detail
+    )
     ws = await watch(stack.api, "MSFT")
     try:
         # Garbage, truncated and unknown-symbol frames: ignored, logged once each.
@@ -180,19 +200,25 @@ async def test_reconnect_after_a_drop_watchdog_on_silence_and_bad_frames_ignored
         # The streamer drops the connection: the poller reconnects and re-subscribes.
         accepted = fake.accepted
         await fake.drop()
-        await eventually(lambda: fake.accepted > accepted and fake.subscribed == set(SYMBOLS),
-                         "reconnected and re-subscribed", limit=LIMIT, detail=detail)
+        await eventually(
+            lambda: fake.accepted > accepted and fake.subscribed == set(SYMBOLS),
+            "reconnected and re-subscribed",
+            limit=LIMIT,
+            detail=detail,
+        )
         fake.tick("MSFT", 421.5)
         await recv_until(ws, price_is("MSFT", 421.5), LIMIT)
 
         # Silence while the market is open (the polls say REGULAR): the watchdog reconnects.
         accepted = fake.accepted
-        await eventually(lambda: fake.accepted >= accepted + 2, "watchdog reconnects",
-                         limit=LIMIT, detail=detail)
+        await eventually(
+            lambda: fake.accepted >= accepted + 2, "watchdog reconnects", limit=LIMIT, detail=detail
+        )
         output = stack.poller.output()
         assert output.count("no frame for 1.5s while a market is open") == 1, output
         fake.tick("MSFT", 422.5)
         await recv_until(ws, price_is("MSFT", 422.5), LIMIT)
     finally:
         await ws.close()
-    assert stack.poller.proc is not None and stack.poller.proc.poll() is None
+    assert stack.poller.proc is not None
+    assert stack.poller.proc.poll() is None

@@ -48,9 +48,7 @@ class Snapshot:
             self._observer(quote)
 
     def get(self, symbol: str) -> Quote | None:
-        return (
-            self.pending.get(symbol) or self.in_flight.get(symbol) or self.published.get(symbol)
-        )
+        return self.pending.get(symbol) or self.in_flight.get(symbol) or self.published.get(symbol)
 
     def prepare(self) -> PreparedDiff | None:
         """Take everything pending and build the next diff; None when nothing changed."""

@@ -7,7 +7,7 @@ process: a subprocess poller for end-to-end tests and the freshness benchmark,
 on a machine that cannot reach Yahoo.
 
 ``FAKE_YAHOO_QUOTES=live`` makes every quote answer fresh: ``regularMarketTime``
-is the answer's second, ``regularMarketVolume`` its time in ms (so a client can
+is the answer's second, ``regularMarketVolume`` its time in µs (so a client can
 tell how old the value it holds is) and the price moves with it. The default,
 ``recorded``, answers the recordings as they are.
 """
@@ -34,7 +34,7 @@ def live_quotes(request: Recorded) -> tuple[int, object, dict[str, str]]:
         item = quote_item(symbol)
         item["regularMarketPrice"] = round(item["regularMarketPrice"] * (1 + (now % 60) / 6000), 4)
         item["regularMarketTime"] = int(now)
-        item["regularMarketVolume"] = int(now * 1000)
+        item["regularMarketVolume"] = int(now * 1_000_000)
         items.append(item)
     return 200, quote_body(items), {}
 

@@ -110,9 +110,7 @@ class FakeStreamer:
     ) -> int:
         """Send one tick to the connections subscribed to ``symbol`` (all: ``force``);
         returns how many got it."""
-        targets = [
-            ws for ws, subs in self.subscriptions.items() if force or symbol.upper() in subs
-        ]
+        targets = [ws for ws, subs in self.subscriptions.items() if force or symbol.upper() in subs]
         if targets:
             broadcast(targets, pricing_frame(symbol, price, time_ms, **fields))
             self.sent += len(targets)
