@@ -194,8 +194,11 @@ async def test_reconnect_after_a_drop_watchdog_on_silence_and_bad_frames_ignored
         fake.tick("MSFT", 420.5)
         await recv_until(ws, price_is("MSFT", 420.5), LIMIT)
         output = stack.poller.output()
+        scraped = await stack.metrics()
         for kind in ("not_base64", "not_pricing_data", "unknown_symbol"):
             assert output.count(f"ignoring a frame ({kind}") == 1, output
+            assert scraped.get("tickerhub_poller_stream_ignored_frames_total", kind=kind) == 3
+        assert scraped.get("tickerhub_poller_stream_ticks_total") >= 1
 
         # The streamer drops the connection: the poller reconnects and re-subscribes.
         accepted = fake.accepted

@@ -59,6 +59,8 @@ class FakeStreamer:
 
     async def start(self) -> Self:
         """Listen (again, on the same port after :meth:`stop`)."""
+        # yfinance's import (for pricing_pb2) takes seconds: now, not in the first tick.
+        await asyncio.to_thread(pricing_data_class)
         self._server = await serve(self._handle, "127.0.0.1", self.port, compression=None)
         self.port = self._server.sockets[0].getsockname()[1]
         return self
