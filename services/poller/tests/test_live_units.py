@@ -9,7 +9,7 @@ import pytest
 
 from tickerhub_core.models import QUOTE_DATA_FIELDS, make_quote
 from tickerhub_poller.cadence import Cadence
-from tickerhub_poller.live import LiveQuotes, market_open, merge_tick
+from tickerhub_poller.live import LiveQuotes, market_open, merge_tick, reconcile_poll
 from tickerhub_poller.settings import PollerSettings
 from tickerhub_poller.snapshot import Snapshot
 from tickerhub_yahoo.pricing import Tick, tick_from_pricing
@@ -128,3 +128,29 @@ async def test_stream_down_wakes_a_reconcile_sleep_at_poll_freq() -> None:
     short = asyncio.create_task(cadence.sleep(0.1))
     cadence.set_streaming(False)
     await asyncio.wait_for(short, 10)
+
+
+def test_a_poll_older_than_the_last_tick_keeps_the_tick_prices() -> None:
+    ticked = {
+        **make_quote(
+            "AAPL", name="Apple", price=2.0, volume=20, market_time="2025-11-25T14:30:05Z"
+        ),
+        "stale": False,
+    }
+    older = {
+        **make_quote("AAPL", name="Apple Inc.", price=1.0, volume=10, open=0.9,
+                     market_time="2025-11-25T14:30:01Z"),
+        "stale": False,
+    }  # fmt: skip
+    merged = reconcile_poll(ticked, older)  # type: ignore[arg-type]
+    assert (merged["price"], merged["volume"], merged["market_time"]) == (
+        2.0,
+        20,
+        ticked["market_time"],
+    )
+    assert (merged["name"], merged["open"]) == ("Apple Inc.", 0.9)  # what only the poll has
+    newer = {**older, "market_time": "2025-11-25T14:30:06Z"}
+    assert reconcile_poll(ticked, newer) is newer  # type: ignore[arg-type]
+    assert reconcile_poll(None, older) is older  # type: ignore[arg-type]
+    undated = {**older, "market_time": None}
+    assert reconcile_poll(ticked, undated) is undated  # type: ignore[arg-type]

@@ -59,6 +59,29 @@ def merge_tick(last: Quote | None, tick: Tick) -> Quote:
     return base  # type: ignore[return-value]  # built from a Quote, keys checked above
 
 
+# What a tick updates: a poll whose market_time is older than the quote's must not
+# put these back (the stream moved on); the poll's other fields still count.
+TICK_FIELDS = (
+    "price",
+    "change",
+    "change_percent",
+    "day_high",
+    "day_low",
+    "volume",
+    "market_time",
+    "market_state",
+)
+
+
+def reconcile_poll(last: Quote | None, polled: Quote) -> Quote:
+    """A poll's quote, minus what is older than what ``last`` (a tick, say) already has."""
+    when = market_time_ms(polled)
+    if last is None or not when or when >= market_time_ms(last):
+        return polled  # undated polls apply as they always did
+    kept: dict[str, Any] = {k: last[k] for k in TICK_FIELDS if k in last}  # type: ignore[literal-required]
+    return {**polled, **kept}  # type: ignore[typeddict-item]
+
+
 def market_open(quotes: Iterable[Quote | None]) -> bool:
     """True when any quote's market may be trading (unknown counts as open)."""
     return any(q is None or q.get("market_state") not in CLOSED_STATES for q in quotes)

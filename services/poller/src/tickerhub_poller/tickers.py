@@ -9,6 +9,7 @@ from collections.abc import Callable
 from tickerhub_core.models import Quote
 from tickerhub_poller.batcher import BatchFailedError, QuoteBatcher
 from tickerhub_poller.cadence import Cadence
+from tickerhub_poller.live import reconcile_poll
 from tickerhub_poller.snapshot import Snapshot
 from tickerhub_poller.sources.base import NoDataError, SourceError
 
@@ -61,7 +62,9 @@ class TickerTask:
             log.info("%s: fresh again after %d missed cycles", self.symbol, self.misses)
         self.misses = 0
         self.fresh_at = time.monotonic()
-        self._snapshot.update({**quote, "symbol": self.symbol, "stale": False})
+        polled: Quote = {**quote, "symbol": self.symbol, "stale": False}
+        # A reconciliation poll older than the stream's last tick keeps the tick's prices.
+        self._snapshot.update(reconcile_poll(self._snapshot.get(self.symbol), polled))
         self._notify()
         return self._cadence.interval()
 
