@@ -2,7 +2,7 @@
 
 Two runs over the same stack: the real poller as a subprocess on the offline Yahoo
 (``python -m tickerhub_testkit.yahoo.poller``, yfinance parsing recorded answers),
-the api, Redis, and the scenario's clients on ``/ws/prices`` watching every symbol.
+the api, Redis, and the scenario's clients on ``/ws/prices``, each watching 10 symbols.
 
 * ``stream``: the poller streams from the fake Yahoo streamer in this process,
   which sends ``rate`` ticks/s round-robin over the symbols; polls only reconcile

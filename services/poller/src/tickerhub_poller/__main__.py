@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import sys
@@ -53,6 +54,10 @@ async def serve(settings: PollerSettings, source: QuoteSource | None = None) -> 
     redis = redis_client(settings, socket_timeout=REDIS_COMMAND_TIMEOUT)
     source = source if source is not None else build_source(settings)
     poller = Poller(settings, redis, source)
+    # Everything imported so far (yfinance, pandas: about a million objects) lives as
+    # long as the process: out of the collector's sight, a full collection no longer
+    # walks it. Without this, one every few seconds stalled 1,000 ticks/s for 200 ms.
+    gc.freeze()
     metrics = await start_metrics(settings, poller)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
