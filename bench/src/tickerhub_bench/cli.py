@@ -27,9 +27,9 @@ def parse(argv: list[str] | None = None) -> Options:
     )
     p.add_argument(
         "--scenarios",
-        default="ABCDEF",
-        help="which scenarios, e.g. AB (default ABCDEF); R = reconnect storm, M = max_rate "
-        "(issue 9)",
+        default="ABCDEFS",
+        help="which scenarios, e.g. AB (default ABCDEFS); R = reconnect storm, M = max_rate "
+        "(issue 9); S = freshness, Yahoo's push stream vs poll-only (issue 8)",
     )
     p.add_argument(
         "--targets",

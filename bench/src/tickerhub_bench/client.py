@@ -27,6 +27,7 @@ import orjson
 from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 
 from tickerhub_bench.stats import Histogram
+from tickerhub_bench.tickclock import record_volume_clock, sample_staleness
 from tickerhub_bench.view import ClientView, converged, mismatches
 
 # Ring of publish times (ns) indexed by ``seq & PUB_MASK``, shared with the injector.
@@ -141,6 +142,8 @@ class Client(WSListener):
             applied = self.view.apply_diff(msg)
             if not applied:
                 return
+            if worker.volume_clock and worker.measuring:  # scenario S: see tickclock.py
+                record_volume_clock(msg, now, worker.group.hist)
             worker.updates += len(applied)
             if worker.measuring:
                 group = worker.stalled_group if self.stalled else worker.group
@@ -187,6 +190,7 @@ class Worker:
         self.updates = 0
         self.frames = 0
         self.closed = 0
+        self.volume_clock = False  # scenario S: latency from the quote's volume (tickclock.py)
 
     # -- commands ---------------------------------------------------------------
     async def cmd_connect(
@@ -269,6 +273,20 @@ class Worker:
             if c.measured_diffs >= 2 and c.last_diff_ns > c.first_diff_ns
         ]
         return {"max": max(rates, default=0.0), "total": sum(rates), "clients": len(rates)}
+
+    def cmd_volume_clock(self, on: bool) -> dict[str, Any]:
+        self.volume_clock = on
+        return {}
+
+    async def cmd_staleness(self, seconds: float, every: float, clients: int) -> dict[str, Any]:
+        """Scenario S: sample how old the values some clients hold are (tickclock.py)."""
+        hist = Histogram()
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            for c in self.clients[:clients]:
+                sample_staleness(c.view.quotes, time.time_ns(), hist)
+            await asyncio.sleep(every)
+        return hist.to_state()
 
     def cmd_received(self) -> dict[str, Any]:
         return {"bytes": sum(c.received for c in self.clients), "clients": len(self.clients)}

@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 from redis.asyncio import Redis
 
-from tickerhub_bench import profile, storm
+from tickerhub_bench import freshness, profile, storm
 from tickerhub_bench.client import CTR_CONNECTED, CTR_UPDATES
 from tickerhub_bench.harness import (
     Injector,
@@ -81,11 +81,13 @@ class Runner:
                 sc.clients = self.opts.clients
             entry: dict[str, Any] = {"scenario": asdict(sc)}
             for target in self.opts.targets:
-                if sc.name in "EFRM" and target != "ours":
+                if sc.name in "EFRMS" and target != "ours":
                     continue  # scale-out, REST flood, resume and max_rate: our api vs itself
                 try:
                     if sc.storm:
                         entry[target] = await storm.run(self, sc)
+                    elif sc.freshness:
+                        entry[target] = await freshness.run(self, sc)
                     elif sc.saturation:
                         entry[target] = await self.saturation(sc, target)
                     elif sc.rest_flood:

@@ -98,3 +98,37 @@ def test_outage_page_is_still_reported_by_message() -> None:
 
 def test_quote_url_is_the_v7_batch_endpoint() -> None:
     assert re.fullmatch(r"https://query[12]\.finance\.yahoo\.com/v7/finance/quote", QUOTE_URL)
+
+
+def test_pricing_data_is_where_and_what_the_streamer_decodes() -> None:
+    """yfinance/pricing_pb2.PricingData: the streamer decodes with it and maps these fields."""
+    from google.protobuf.message import DecodeError
+
+    from tickerhub_yahoo.streamer import pricing_data_class
+
+    cls = pricing_data_class()
+    fields = {f.name: f.type for f in cls.DESCRIPTOR.fields}
+    wanted = {
+        "id", "price", "time", "currency", "exchange", "market_hours", "change_percent",
+        "day_volume", "day_high", "day_low", "change", "short_name", "open_price",
+        "previous_close",
+    }  # fmt: skip
+    assert wanted <= set(fields), sorted(wanted - set(fields))
+    desc = cls.DESCRIPTOR.fields_by_name
+    # price-like fields are 32-bit floats (pricing.py rounds them), time/volume integers
+    assert desc["price"].type == desc["price"].TYPE_FLOAT
+    assert desc["time"].type == desc["time"].TYPE_SINT64
+    assert desc["day_volume"].type == desc["day_volume"].TYPE_SINT64
+    assert desc["market_hours"].type == desc["market_hours"].TYPE_INT32
+    assert issubclass(DecodeError, Exception)
+
+
+def test_yfinance_live_still_decodes_base64_pricing_data() -> None:
+    """What our decoding copies: yfinance's own base64 -> PricingData in live.py."""
+    load()
+    import yfinance.live
+
+    source = inspect.getsource(yfinance.live.BaseWebSocket._decode_message)
+    assert "b64decode" in source
+    assert "PricingData" in source
+    assert "streamer.finance.yahoo.com" in inspect.getsource(yfinance.live)

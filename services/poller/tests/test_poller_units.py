@@ -295,7 +295,9 @@ async def test_a_rate_limit_is_shared_through_redis_for_the_api(redis_server) ->
     from tickerhub_poller.service import Poller
 
     redis = Redis.from_url(redis_server.url)
-    settings = PollerSettings(_env_file=None, redis_url=redis_server.url, tickers="AAPL")
+    settings = PollerSettings(
+        _env_file=None, redis_url=redis_server.url, tickers="AAPL", stream="off"
+    )
     poller = Poller(settings, redis, RecordingSource([RateLimitedError("429")]))
     task = asyncio.create_task(poller.run())
     try:

@@ -105,6 +105,14 @@ class PollerCollector(Collector):
             )
             ticks.add_metric([], stream.ticks)
             yield ticks
+            ignored = CounterMetricFamily(
+                "tickerhub_poller_stream_ignored_frames",
+                "Stream frames ignored (undecodable, no price, a symbol not subscribed), by kind.",
+                labels=["kind"],
+            )
+            for kind, count in sorted((getattr(stream, "ignored", None) or {}).items()):
+                ignored.add_metric([kind], count)
+            yield ignored
 
 
 def poller_registry(poller: Any) -> CollectorRegistry:

@@ -13,7 +13,9 @@ from tickerhub_core.store import BarStore, NewsStore, SnapshotStore, YahooRateLi
 from tickerhub_poller.bar_publisher import BarPublisher
 from tickerhub_poller.bars import BarBuilder
 from tickerhub_poller.batcher import QuoteBatcher
+from tickerhub_poller.cadence import Cadence
 from tickerhub_poller.healthcheck import Heartbeat
+from tickerhub_poller.live import LiveQuotes, build_stream
 from tickerhub_poller.news import NewsPoller
 from tickerhub_poller.publisher import Publisher
 from tickerhub_poller.settings import PollerSettings
@@ -51,26 +53,6 @@ class Poller:
             settings.batch_window,
             on_rate_limited=self._share_rate_limit,
         )
-        self.tickers = [
-            TickerTask(
-                s,
-                self.batcher,
-                self.snapshot,
-                self.publisher.notify,
-                settings.poll_freq,
-                settings.stale_after,
-            )
-            for s in settings.tickers
-        ]
-        self.news = NewsPoller(
-            source,
-            NewsStore(redis, settings.keys),
-            settings.tickers,
-            settings.news_interval,
-            settings.news_per_ticker,
-            settings.news_max_items,
-        )
-        self._source = source
         # TICKERS plus the symbols clients ask for (universe.py); the latter counted by /metrics.
         self.universe = Universe(
             settings.tickers,
@@ -83,6 +65,42 @@ class Poller:
             settings.interest_ttl,
         )
         self.on_demand = self.universe.on_demand
+        # The push stream (live.py): polls slow to RECONCILE_FREQ while it is up.
+        stream_on = settings.stream_enabled
+        self.cadence = Cadence(settings.poll_freq, settings.reconcile_freq if stream_on else None)
+        self.live = LiveQuotes(self.snapshot, self.publisher.notify)
+        self.stream = (
+            build_stream(settings, self.universe.symbols, self.live, self.snapshot, self.cadence)
+            if stream_on
+            else None
+        )
+        if self.stream is not None:
+            # A symbol asked for (or let go) is subscribed (or dropped) at once, not
+            # at the next 15 s re-send.
+            self.universe.subscribe(self.stream.resubscribe)
+        # Read by metrics.py (and /status): connected, ticks, last tick, last error.
+        self.stream_stats = self.stream.state if self.stream is not None else None
+        self.tickers = [
+            TickerTask(
+                s,
+                self.batcher,
+                self.snapshot,
+                self.publisher.notify,
+                settings.poll_freq,
+                settings.stale_after,
+                self.cadence,
+            )
+            for s in settings.tickers
+        ]
+        self.news = NewsPoller(
+            source,
+            NewsStore(redis, settings.keys),
+            settings.tickers,
+            settings.news_interval,
+            settings.news_per_ticker,
+            settings.news_max_items,
+        )
+        self._source = source
 
     def _on_demand_task(self, symbol: str) -> TickerTask:
         settings = self.settings
@@ -93,6 +111,7 @@ class Poller:
             self.publisher.notify,
             settings.poll_freq,
             settings.stale_after,
+            self.cadence,
         )
 
     async def _write_news_back(self) -> None:
@@ -121,6 +140,12 @@ class Poller:
             self._source.name,
             self.settings.poll_freq,
         )
+        if self.stream is not None:
+            log.info(
+                "streaming from %s; polls every %ss while the stream is up",
+                self.stream.url,
+                self.settings.reconcile_freq,
+            )
         try:
             async with asyncio.TaskGroup() as tasks:
                 tasks.create_task(self.publisher.run(), name="publisher")
@@ -128,6 +153,8 @@ class Poller:
                 tasks.create_task(self.universe.run(), name="universe")
                 for ticker in self.tickers:
                     tasks.create_task(ticker.run(), name=f"ticker:{ticker.symbol}")
+                if self.stream is not None:
+                    tasks.create_task(self.stream.run(), name="stream")
                 if self.settings.news_interval > 0:
                     tasks.create_task(self.news.run(), name="news")
         finally:

@@ -61,6 +61,28 @@ class PollerSettings(CommonSettings):
         description="Most symbols polled, TICKERS included (ON_DEMAND); past it a client "
         "asking for a new one gets a capacity error (WebSocket) or 503 (REST).",
     )
+    # Yahoo's live price stream beside polling (issue 8; see tickerhub_poller.live).
+    stream: Literal["on", "off"] | None = Field(
+        default=None,
+        description="Yahoo's live price stream beside polling: on or off (unset: on with "
+        "SOURCE=yfinance, off with simulated).",
+    )
+    stream_url: str = Field(
+        default="wss://streamer.finance.yahoo.com/?version=2",
+        description="WebSocket URL of Yahoo's price streamer (tests point it at a local fake).",
+    )
+    reconcile_freq: float = Field(
+        default=60.0,
+        gt=0,
+        description="Seconds between polls of a ticker while the stream is connected "
+        "(POLL_FREQ again the moment it is not).",
+    )
+    stream_silence: float = Field(
+        default=60.0,
+        gt=0,
+        description="Seconds without a stream frame, while a subscribed market is open, "
+        "before reconnecting.",
+    )
     sim_seed: int = Field(default=42, description="Seed of the simulated random walk.")
     sim_volatility: float = Field(
         default=0.001, ge=0, description="Simulated per-tick relative price move (stdev)."
@@ -76,10 +98,23 @@ class PollerSettings(CommonSettings):
     def _parse_unknown(cls, value: list[str]) -> list[str]:
         return parse_symbol_list(value)
 
+    @property
+    def stream_enabled(self) -> bool:
+        if self.stream is None:
+            return self.source == "yfinance"
+        return self.stream == "on"
+
     @field_validator("heartbeat_file", mode="before")
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         return value or None
+
+    @field_validator("stream", mode="before")
+    @classmethod
+    def _stream_word(cls, value: object) -> object:
+        if isinstance(value, str):
+            return value.strip().lower() or None
+        return value
 
     @field_validator("tickers")
     @classmethod

@@ -30,6 +30,10 @@ class Snapshot:
         self.seq = 0
         self.published: dict[str, Quote] = {}
         self.pending: dict[str, Quote] = {}
+        # What the publish under way carries: a stream tick that arrives meanwhile
+        # merges over it, not over the older published quote (whose fields the
+        # tick lacks would otherwise be put back by the next diff).
+        self.in_flight: dict[str, Quote] = {}
         # Sees every quote put here (polls, ticks, stale marks): the 1-minute bars.
         self._observer = observer
 
@@ -44,7 +48,7 @@ class Snapshot:
             self._observer(quote)
 
     def get(self, symbol: str) -> Quote | None:
-        return self.pending.get(symbol) or self.published.get(symbol)
+        return self.pending.get(symbol) or self.in_flight.get(symbol) or self.published.get(symbol)
 
     def prepare(self) -> PreparedDiff | None:
         """Take everything pending and build the next diff; None when nothing changed."""
@@ -64,6 +68,7 @@ class Snapshot:
             quotes[symbol] = {**self.published.get(symbol, {}), **quote, "seq": seq}
         if not data:
             return None
+        self.in_flight = taken
         return PreparedDiff(
             seq=seq,
             message=wire.diff_message(seq, data),
@@ -75,11 +80,13 @@ class Snapshot:
     def commit(self, prepared: PreparedDiff) -> None:
         self.published.update(prepared.quotes)
         self.seq = prepared.seq
+        self.in_flight = {}
 
     def restore(self, prepared: PreparedDiff) -> None:
         """The write failed: make what it carried pending again, unless newer data came."""
         for symbol, quote in prepared.taken.items():
             self.pending.setdefault(symbol, quote)
+        self.in_flight = {}
 
     def encoded_all(self) -> dict[str, bytes]:
         return {s: wire.dumps(q) for s, q in self.published.items()}

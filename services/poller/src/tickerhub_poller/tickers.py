@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Callable
 
 from tickerhub_core.models import Quote
 from tickerhub_poller.batcher import BatchFailedError, QuoteBatcher
+from tickerhub_poller.cadence import Cadence
+from tickerhub_poller.live import reconcile_poll
 from tickerhub_poller.snapshot import Snapshot
 from tickerhub_poller.sources.base import NoDataError, SourceError
 
@@ -27,6 +28,7 @@ class TickerTask:
         notify: Callable[[], None],
         poll_freq: float,
         stale_after: int,
+        cadence: Cadence | None = None,
     ) -> None:
         self.symbol = symbol
         self._batcher = batcher
@@ -34,6 +36,8 @@ class TickerTask:
         self._notify = notify
         self._poll_freq = poll_freq
         self._stale_after = stale_after
+        # Shared by every ticker: RECONCILE_FREQ while the stream is up (cadence.py).
+        self._cadence = cadence or Cadence(poll_freq)
         self.misses = 0
         # time.monotonic() of the last good quote (start counts: a symbol never
         # fetched ages from when the poller began), for /metrics' oldest quote age.
@@ -46,7 +50,7 @@ class TickerTask:
     async def run(self) -> None:
         while True:
             delay = await self.poll_once()
-            await asyncio.sleep(delay)
+            await self._cadence.sleep(delay)
 
     async def poll_once(self) -> float:
         """Poll once; return how long to wait before the next poll."""
@@ -58,9 +62,11 @@ class TickerTask:
             log.info("%s: fresh again after %d missed cycles", self.symbol, self.misses)
         self.misses = 0
         self.fresh_at = time.monotonic()
-        self._snapshot.update({**quote, "symbol": self.symbol, "stale": False})
+        polled: Quote = {**quote, "symbol": self.symbol, "stale": False}
+        # A reconciliation poll older than the stream's last tick keeps the tick's prices.
+        self._snapshot.update(reconcile_poll(self._snapshot.get(self.symbol), polled))
         self._notify()
-        return self._poll_freq
+        return self._cadence.interval()
 
     def _missed(self, exc: SourceError) -> float:
         self.misses += 1
