@@ -225,3 +225,24 @@ async def test_reconnect_after_a_drop_watchdog_on_silence_and_bad_frames_ignored
         await ws.close()
     assert stack.poller.proc is not None
     assert stack.poller.proc.poll() is None
+
+
+async def test_a_symbol_asked_for_on_demand_is_subscribed_on_the_stream_at_once(
+    redis_server: Any, procs: Procs, fake: FakeStreamer
+) -> None:
+    stack = await start_stack(procs, redis_server.url, fake)
+    detail = stack.poller.output
+    await eventually(
+        lambda: fake.subscribed == set(SYMBOLS), "poller subscribed", limit=LIMIT, detail=detail
+    )
+    async with websockets.connect(f"{stack.api.ws}/ws/prices") as ws:
+        await ws.send('{"watchlist": ["IBM"]}')  # not in TICKERS: on demand
+        # Subscribed on the stream when the universe grows, not at the next 15 s re-send
+        # (the limit is generous for a loaded box; the re-send alone would also pass a
+        # 30 s limit, so the first poll's diff is awaited first to keep the two apart).
+        await recv_until(ws, lambda m: m.get("type") == "diff" and "IBM" in m["data"], LIMIT)
+        await eventually(
+            lambda: "IBM" in fake.subscribed, "IBM subscribed", limit=10.0, detail=detail
+        )
+        fake.tick("IBM", 321.5, day_volume=7, market_hours=1)
+        await recv_until(ws, price_is("IBM", 321.5), LIMIT)
