@@ -18,6 +18,8 @@ from tickerhub_poller.publisher import Publisher
 from tickerhub_poller.settings import PollerSettings
 from tickerhub_poller.snapshot import Snapshot
 from tickerhub_poller.sources.base import QuoteSource
+from tickerhub_poller.status import SourceStatus
+from tickerhub_poller.status_writer import StatusWriter
 from tickerhub_poller.tickers import TickerTask
 
 log = logging.getLogger(__name__)
@@ -43,11 +45,20 @@ class Poller:
         )
         self._rate_limit = YahooRateLimit(redis, settings.keys)
         self._marking: set[asyncio.Task[None]] = set()
+        # The source's health for GET /status (status.py). The stream and on-demand
+        # symbols report through it too: status.track("stream"), on_demand_symbols.
+        self.status = SourceStatus(
+            source.name,
+            len(settings.tickers),
+            failing_symbols=lambda: self.batcher.failing_symbols,
+        )
+        self.status_writer = StatusWriter(redis, settings.keys.source_status, self.status)
         self.batcher = QuoteBatcher(
             source,
             settings.batch_size,
             settings.batch_window,
             on_rate_limited=self._share_rate_limit,
+            health=self.status.poll,
         )
         self.tickers = [
             TickerTask(
@@ -67,6 +78,7 @@ class Poller:
             settings.news_interval,
             settings.news_per_ticker,
             settings.news_max_items,
+            health=self.status.poll,
         )
         self._source = source
 
@@ -100,6 +112,7 @@ class Poller:
             async with asyncio.TaskGroup() as tasks:
                 tasks.create_task(self.publisher.run(), name="publisher")
                 tasks.create_task(self.bars.run(), name="bars")
+                tasks.create_task(self.status_writer.run(), name="status")
                 for ticker in self.tickers:
                     tasks.create_task(ticker.run(), name=f"ticker:{ticker.symbol}")
                 if self.settings.news_interval > 0:
