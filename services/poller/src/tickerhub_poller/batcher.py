@@ -148,6 +148,11 @@ class QuoteBatcher:
             self._health.record(error)
 
     @property
+    def source_down(self) -> bool:
+        """The whole source is down (its one log line covers per-symbol lines too)."""
+        return self._health is not None and self._health.down
+
+    @property
     def failing_symbols(self) -> int:
         """Symbols whose last batch failed (the source status shows it)."""
         return len(self._streaks)

@@ -35,6 +35,7 @@ class TickerTask:
         self._poll_freq = poll_freq
         self._stale_after = stale_after
         self.misses = 0
+        self._announced_stale = False  # its "marked stale" line was logged
         # time.monotonic() of the last good quote (start counts: a symbol never
         # fetched ages from when the poller began), for /metrics' oldest quote age.
         self.fresh_at = time.monotonic()
@@ -54,9 +55,10 @@ class TickerTask:
             quote = await self._batcher.get(self.symbol)
         except SourceError as exc:
             return self._missed(exc)
-        if self.misses and self.misses >= self._stale_after:
+        if self.misses >= self._stale_after and self._announced_stale:
             log.info("%s: fresh again after %d missed cycles", self.symbol, self.misses)
         self.misses = 0
+        self._announced_stale = False
         self.fresh_at = time.monotonic()
         self._snapshot.update({**quote, "symbol": self.symbol, "stale": False})
         self._notify()
@@ -67,9 +69,15 @@ class TickerTask:
         if self.misses == self._stale_after:
             last: Quote | None = self._snapshot.get(self.symbol)
             if last is not None and not last.get("stale"):
-                log.warning(
-                    "%s: marked stale after %d missed cycles (%s)", self.symbol, self.misses, exc
-                )
+                # While the whole source is down its one line says why: not one per symbol.
+                if not self._batcher.source_down:
+                    self._announced_stale = True
+                    log.warning(
+                        "%s: marked stale after %d missed cycles (%s)",
+                        self.symbol,
+                        self.misses,
+                        exc,
+                    )
                 self._snapshot.update({**last, "stale": True})
                 self._notify()
         if isinstance(exc, NoDataError):
