@@ -89,16 +89,15 @@ async def test_ok_on_a_healthy_source_then_expires_when_the_poller_dies(
     assert poll["last_error"] is None
     assert poll["last_success"] is not None
     assert poll["requests"] > 0
-    assert producer["age_s"] is not None and producer["age_s"] < 10
+    assert producer["age_s"] is not None
+    assert producer["age_s"] < 10
     assert body["api"]["redis"] is True
     assert body["api"]["snapshot"] is True
     assert body["api"]["epoch"]
     assert body["note"] is None
 
     poller.kill()  # no goodbye: the key must expire on its own
-    gone = await status_where(
-        api, "/status: producer gone", lambda b: b["state"] == "no_producer"
-    )
+    gone = await status_where(api, "/status: producer gone", lambda b: b["state"] == "no_producer")
     assert gone["producer"] is None
     assert "no poller has reported" in gone["note"]
     assert gone["api"]["redis"] is True  # the api itself is fine
@@ -118,8 +117,10 @@ async def test_yahoo_unreachable_is_down_with_one_log_line_then_recovers(
     down = await status_where(
         api,
         "/status down after several failures",
-        lambda b: poll_state(b) == "down"
-        and b["producer"]["sources"]["poll"]["consecutive_failures"] >= 6,
+        lambda b: (
+            poll_state(b) == "down"
+            and b["producer"]["sources"]["poll"]["consecutive_failures"] >= 6
+        ),
     )
     assert down["state"] == "down"
     poll = down["producer"]["sources"]["poll"]

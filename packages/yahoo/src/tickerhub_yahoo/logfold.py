@@ -29,9 +29,7 @@ LOGGER = "yfinance"
 
 # name -> pattern of the message text (yfinance/data.py, 1.7).
 FOLDED: dict[str, re.Pattern[str]] = {
-    "crumb_failed": re.compile(
-        r"Cookie/crumb fetch failed \(\w+\), continuing without crumb$"
-    ),
+    "crumb_failed": re.compile(r"Cookie/crumb fetch failed \(\w+\), continuing without crumb$"),
     "crumb_rate_limited": re.compile(
         r"Crumb fetch rate-limited \(HTTP 429\), continuing without crumb$"
     ),

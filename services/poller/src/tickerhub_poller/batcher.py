@@ -28,7 +28,6 @@ from tickerhub_core.backoff import Backoff
 from tickerhub_core.logs import ConditionLog
 from tickerhub_core.metrics import SLOW_BUCKETS, Buckets
 from tickerhub_core.models import Quote
-from tickerhub_poller.status import SourceHealth
 from tickerhub_poller.sources.base import (
     MalformedResponseError,
     NoDataError,
@@ -38,6 +37,7 @@ from tickerhub_poller.sources.base import (
     SourceTimeoutError,
     SourceUnavailableError,
 )
+from tickerhub_poller.status import SourceHealth
 
 log = logging.getLogger(__name__)
 

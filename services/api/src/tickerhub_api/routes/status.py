@@ -35,8 +35,7 @@ CACHE_SECONDS = 1.0
 READ_TIMEOUT = 2.0
 
 NO_PRODUCER = (
-    "no source status in Redis: no poller has reported for 10 s "
-    "(stopped, dead, or not started yet)"
+    "no source status in Redis: no poller has reported for 10 s (stopped, dead, or not started yet)"
 )
 REDIS_DOWN = "Redis is unreachable: the poller's source status cannot be read"
 UNREADABLE = "the source status in Redis is not in the documented shape (another producer?)"
@@ -47,9 +46,7 @@ router = APIRouter()
 class StatusReader:
     """The stored status document (or why there is none); cached, single-flight."""
 
-    def __init__(
-        self, redis: Redis, key: str, cache_seconds: float = CACHE_SECONDS
-    ) -> None:
+    def __init__(self, redis: Redis, key: str, cache_seconds: float = CACHE_SECONDS) -> None:
         self._redis = redis
         self._key = key
         self._cache_seconds = cache_seconds
