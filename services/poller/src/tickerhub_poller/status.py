@@ -125,7 +125,7 @@ class SourceHealth:
         self.name = name
         self._clock = clock
         self._failing_symbols = failing_symbols
-        self._condition = ConditionLog(log, label) if log_conditions else None
+        self._condition = ConditionLog(log, label, clock=clock) if log_conditions else None
         self.reported = False
         self.requests = 0
         self.consecutive_failures = 0
