@@ -299,3 +299,28 @@ async def test_a_failed_write_is_quiet(caplog: pytest.LogCaptureFixture) -> None
     writer = StatusWriter(redis, "source:status", SourceStatus("simulated", 1))
     assert await writer.write() is False
     assert [r for r in caplog.records if r.levelno >= logging.INFO] == []
+
+
+def test_the_state_gauge() -> None:
+    from tickerhub_poller.metrics import PollerCollector
+
+    status = SourceStatus("simulated", 1)
+    status.track("stream").connected()
+    status.poll.record(SourceUnavailableError("Yahoo unreachable: DNSError"))
+
+    class Poller:
+        tickers: list[Any] = []
+        batcher = QuoteBatcher(FailingSource())
+        snapshot = type("S", (), {"seq": 0})()
+        publisher = type("P", (), {"published": 0, "conflicts": 0, "redis_up": True})()
+
+    Poller.status = status  # type: ignore[attr-defined]
+    families = {f.name: f for f in PollerCollector(Poller()).collect()}
+    samples = {
+        (s.labels["source"], s.labels["state"]): s.value
+        for s in families["tickerhub_poller_source_state"].samples
+    }
+    assert samples[("poll", "down")] == 1
+    assert samples[("poll", "ok")] == 0
+    assert samples[("stream", "ok")] == 1
+    assert len(samples) == 8  # every state of every source, 0 or 1
