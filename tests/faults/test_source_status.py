@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from tickerhub_testkit.net import free_port
 from tickerhub_testkit.processes import ApiProcess, Procs, ServiceProcess, start_api
 from tickerhub_testkit.wait import eventually
 
@@ -103,6 +104,47 @@ async def test_ok_on_a_healthy_source_then_expires_when_the_poller_dies(
     assert gone["api"]["redis"] is True  # the api itself is fine
     ready = await get_json(f"{api.http}/readyz")  # /readyz stays about the api
     assert ready["status"] == "ready"
+
+
+async def test_the_poller_without_network_says_down_once(
+    redis_server: Any, procs: Procs
+) -> None:
+    """The `make run` offline case, with the real console script and real yfinance: every
+    request goes through a proxy nobody listens on, so no machine reaches Yahoo here."""
+    nowhere = f"http://127.0.0.1:{free_port()}"
+    poller = procs(
+        poller_process(
+            redis_server.url,
+            SOURCE="yfinance",
+            POLL_FREQ="0.5",
+            NEWS_INTERVAL="1",
+            HTTPS_PROXY=nowhere,
+            HTTP_PROXY=nowhere,
+            https_proxy=nowhere,
+            http_proxy=nowhere,
+            NO_PROXY="",
+            no_proxy="",
+        )
+    )
+    api = start_api(procs, redis_server.url)
+    body = await status_where(
+        api,
+        "/status down after many failed requests",
+        lambda b: poll_state(b) == "down"
+        and b["producer"]["sources"]["poll"]["consecutive_failures"] >= 10,
+    )
+    error = body["producer"]["sources"]["poll"]["last_error"]
+    assert error["type"] == "SourceUnavailableError"
+    assert error["message"].startswith("Yahoo unreachable: "), error
+    assert "127.0.0.1" not in error["message"]
+    output = poller.output()
+    warnings = [line for line in output.splitlines() if " WARNING " in line]
+    assert len(warnings) == 1, output  # not one per retry, feed, symbol, or from yfinance
+    assert "tickerhub_poller.status: yfinance: Yahoo unreachable: " in warnings[0]
+    assert warnings[0].endswith("; retrying with backoff")
+    assert " yfinance: Cookie" not in output
+    ready = await get_json(f"{api.http}/readyz")
+    assert ready["status"] == "ready"  # /readyz stays about the api
 
 
 async def test_yahoo_unreachable_is_down_with_one_log_line_then_recovers(
