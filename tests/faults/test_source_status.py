@@ -106,9 +106,7 @@ async def test_ok_on_a_healthy_source_then_expires_when_the_poller_dies(
     assert ready["status"] == "ready"
 
 
-async def test_the_poller_without_network_says_down_once(
-    redis_server: Any, procs: Procs
-) -> None:
+async def test_the_poller_without_network_says_down_once(redis_server: Any, procs: Procs) -> None:
     """The `make run` offline case, with the real console script and real yfinance: every
     request goes through a proxy nobody listens on, so no machine reaches Yahoo here."""
     nowhere = f"http://127.0.0.1:{free_port()}"
@@ -130,8 +128,10 @@ async def test_the_poller_without_network_says_down_once(
     body = await status_where(
         api,
         "/status down after many failed requests",
-        lambda b: poll_state(b) == "down"
-        and b["producer"]["sources"]["poll"]["consecutive_failures"] >= 10,
+        lambda b: (
+            poll_state(b) == "down"
+            and b["producer"]["sources"]["poll"]["consecutive_failures"] >= 10
+        ),
     )
     error = body["producer"]["sources"]["poll"]["last_error"]
     assert error["type"] == "SourceUnavailableError"

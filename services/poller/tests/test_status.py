@@ -330,3 +330,15 @@ def test_the_state_gauge() -> None:
     assert samples[("poll", "ok")] == 0
     assert samples[("stream", "ok")] == 1
     assert len(samples) == 8  # every state of every source, 0 or 1
+
+
+def test_report_is_the_same_seam_by_name() -> None:
+    status = SourceStatus("yfinance", 1, clock=Clock())
+    status.report("stream", "error", ConnectionRefusedError("refused"))
+    assert status.sources["stream"].document()["state"] == "down"
+    status.report("stream", "connected")
+    status.report("stream", "tick")
+    doc = status.sources["stream"].document()
+    assert (doc["state"], doc["connected"], doc["ticks"]) == ("ok", True, 1)
+    status.report("stream", "disconnected")
+    assert status.sources["stream"].document()["state"] == "degraded"

@@ -45,11 +45,13 @@ class Poller:
         )
         self._rate_limit = YahooRateLimit(redis, settings.keys)
         self._marking: set[asyncio.Task[None]] = set()
-        # The source's health for GET /status (status.py). The stream and on-demand
-        # symbols report through it too: status.track("stream"), on_demand_symbols.
+        # The source's health for GET /status (status.py). The stream reports through
+        # status.track("stream"); on-demand symbols are counted from ``self.on_demand``
+        # when present (the hook metrics.py reads too).
         self.status = SourceStatus(
             source.name,
             len(settings.tickers),
+            on_demand_symbols=lambda: len(getattr(self, "on_demand", ()) or ()),
             failing_symbols=lambda: self.batcher.failing_symbols,
         )
         self.status_writer = StatusWriter(redis, settings.keys.source_status, self.status)

@@ -311,6 +311,27 @@ class SourceStatus:
             self.sources[name] = health
         return health
 
+    def report(
+        self,
+        source: str,
+        event: Literal["connected", "disconnected", "tick", "error"],
+        error: BaseException | str | None = None,
+    ) -> None:
+        """One event of source ``source`` (registered on first use), for callers that
+        prefer one entry point: ``report("stream", "connected")``, ``report("stream",
+        "error", exc)`` for a failed connect attempt, ``report("stream", "disconnected",
+        exc_or_None)``, ``report("stream", "tick")``. Same as the :class:`SourceHealth`
+        methods of ``track(source)``."""
+        health = self.track(source)
+        if event == "connected":
+            health.connected()
+        elif event == "disconnected":
+            health.disconnected(error)
+        elif event == "tick":
+            health.tick()
+        else:
+            health.failed(error if error is not None else "error")
+
     def _changed(self) -> None:
         if self.on_change is not None:
             self.on_change()
