@@ -22,7 +22,7 @@ import orjson
 from fastapi import APIRouter, Depends, Request
 from pydantic import ValidationError
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
 from tickerhub_api.probes import ReadinessProbe
 from tickerhub_api.schemas import ProducerStatus, Status
@@ -67,6 +67,8 @@ class StatusReader:
         try:
             async with asyncio.timeout(READ_TIMEOUT):
                 raw = await self._redis.get(self._key)
+        except ResponseError:  # WRONGTYPE: Redis answered, the key holds something else
+            return None, UNREADABLE
         except (RedisError, OSError, TimeoutError):
             return None, REDIS_DOWN
         if raw is None:
