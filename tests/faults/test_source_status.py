@@ -122,6 +122,10 @@ async def test_the_poller_without_network_says_down_once(redis_server: Any, proc
             http_proxy=nowhere,
             NO_PROXY="",
             no_proxy="",
+            # As `make run`: yfinance on curl_cffi. This process may have set it to 1
+            # (the offline Yahoo seam does), and yfinance 1.7's cookie fetch breaks
+            # with requests on any network error (AttributeError: no DNSError).
+            YF_DISABLE_CURL_CFFI="0",
         )
     )
     api = start_api(procs, redis_server.url)
