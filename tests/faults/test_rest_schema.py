@@ -108,12 +108,13 @@ def test_schema_lists_the_documented_endpoints(hub: Hub) -> None:
         "/news",
         "/healthz",
         "/readyz",
+        "/status",
     }
 
 
 WITH_PARAMETERS = ("/tickers/{symbol}", "/news", "/tickers/{symbol}/history")
 CASES = [
-    *[(path, GenerationMode.POSITIVE) for path in ("/tickers", "/healthz", "/readyz")],
+    *[(path, GenerationMode.POSITIVE) for path in ("/tickers", "/healthz", "/readyz", "/status")],
     # Negative data (schema-violating parameters) only exists where there are parameters.
     *[(path, mode) for path in WITH_PARAMETERS for mode in GenerationMode],
 ]

@@ -13,6 +13,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
+import httpx
 import pytest
 import websockets
 from redis.asyncio import Redis
@@ -246,3 +247,36 @@ async def test_a_symbol_asked_for_on_demand_is_subscribed_on_the_stream_at_once(
         )
         fake.tick("IBM", 321.5, day_volume=7, market_hours=1)
         await recv_until(ws, price_is("IBM", 321.5), LIMIT)
+
+
+async def test_the_stream_is_in_the_source_status(
+    redis_server: Any, procs: Procs, fake: FakeStreamer
+) -> None:
+    stack = await start_stack(procs, redis_server.url, fake)
+    detail = stack.poller.output
+
+    async def stream_status() -> dict[str, Any]:
+        async with httpx.AsyncClient(base_url=stack.api.http) as http:
+            body = (await http.get("/status")).json()
+        return ((body.get("producer") or {}).get("sources") or {}).get("stream") or {}
+
+    async def stream_is(state: str, connected: bool, ticks: int = 0) -> bool:
+        status = await stream_status()
+        return (
+            status.get("state") == state
+            and status.get("connected") is connected
+            and (status.get("ticks") or 0) >= ticks
+        )
+
+    await eventually(
+        lambda: fake.subscribed == set(SYMBOLS), "poller subscribed", limit=LIMIT, detail=detail
+    )
+    fake.tick("AAPL", 512.25, day_volume=123, market_hours=1)
+    await eventually(lambda: stream_is("ok", True, ticks=1), "stream ok", limit=LIMIT)
+    await fake.stop()
+    await eventually(
+        lambda: stream_is("down", False), "stream down", limit=LIMIT, detail=stream_status
+    )
+    error = (await stream_status())["last_error"]
+    assert error["message"], error
+    assert fake.url.split("//", 1)[1] not in error["message"]  # no URL in what is shown

@@ -79,6 +79,12 @@ class RedisKeys:
         return f"{self.prefix}news-updates"
 
     @property
+    def source_status(self) -> str:
+        """STRING with a TTL: the poller's source status document (JSON; docs/protocol.md),
+        rewritten every few seconds; gone means no live poller reports it."""
+        return f"{self.prefix}source:status"
+
+    @property
     def yahoo_rate_limited(self) -> str:
         """STRING with a TTL: set while Yahoo rate-limits this host (by the poller or the
         api, whichever got the 429); the TTL is how long to hold off."""

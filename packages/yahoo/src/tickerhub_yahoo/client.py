@@ -9,6 +9,8 @@ yfinance 1.7 internals used here (the version is bounded below 1.8 in
   checked by us), ``cache_get`` (an expiry-less ``lru_cache`` that ``history``
   uses for past ranges, cleared after every history fetch) and ``_session``.
 * ``yfinance.cache.get_tz_cache()``: ``lookup``/``store`` of a symbol's timezone.
+* the texts of yfinance's repeating warnings, folded by :mod:`tickerhub_yahoo.logfold`
+  (installed by :func:`load`; each successful call here ends an episode).
 
 Import once, before any worker thread: importing yfinance lazily from two
 threads at once can fail with ``ImportError: cannot import name 'YfData' from
@@ -28,6 +30,7 @@ from datetime import datetime
 from types import ModuleType
 from typing import Any
 
+from tickerhub_yahoo import logfold
 from tickerhub_yahoo.errors import Kind, YahooError, status_failure
 
 QUOTE_URL = "https://query1.finance.yahoo.com/v7/finance/quote"
@@ -55,6 +58,8 @@ def load() -> ModuleType:
             warnings.filterwarnings(
                 "ignore", message="'raise_errors' deprecated", category=DeprecationWarning
             )
+            # yfinance's repeating "continuing without crumb" warnings: ours say it.
+            logfold.install()
             _yfinance = yfinance
     return _yfinance
 
@@ -93,19 +98,23 @@ class YahooClient:
         }
         # get_raw_json goes through YfData.get (cookie + crumb), never the
         # expiry-less cache_get, and raises HTTPError for 4xx/5xx.
-        return self._data().get_raw_json(QUOTE_URL, params=params, timeout=self.timeout)
+        answer = self._data().get_raw_json(QUOTE_URL, params=params, timeout=self.timeout)
+        logfold.fold().succeeded()
+        return answer
 
     def news(self, symbol: str, count: int) -> Any:
         """``Ticker.get_news`` items for ``symbol`` (a fresh Ticker: it caches news forever)."""
         ticker = self._ticker(symbol, self._data())
-        return ticker.get_news(count=count, tab="news")
+        items = ticker.get_news(count=count, tab="news")
+        logfold.fold().succeeded()
+        return items
 
     def history(self, symbol: str, start: datetime, end: datetime, interval: str) -> Any:
         """``Ticker.history`` as a DataFrame; raises instead of returning an empty frame."""
         data = self._data()
         try:
             self._ensure_timezone(data, symbol)
-            return self._ticker(symbol, data).history(
+            frame = self._ticker(symbol, data).history(
                 start=start,
                 end=end,
                 interval=interval,
@@ -114,6 +123,8 @@ class YahooClient:
                 timeout=self.timeout,
                 raise_errors=True,
             )
+            logfold.fold().succeeded()
+            return frame
         finally:
             # history caches past ranges (errors included) without expiry.
             self._yf.data.YfData.cache_get.cache_clear()

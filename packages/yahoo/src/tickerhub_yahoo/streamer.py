@@ -139,7 +139,8 @@ class YahooStreamer:
     ``symbols()`` is read on every (re)subscribe, so the set may change at any
     time; call :meth:`resubscribe` to send the change at once rather than within
     ``resend`` seconds. ``on_tick`` runs in the event loop for every tick of a
-    subscribed symbol; ``on_connected(bool)`` when the connection comes or goes.
+    subscribed symbol; ``on_connected(bool)`` when the connection comes or goes;
+    ``on_failure(text)`` for every connection that failed or ended (URL-free text).
     """
 
     def __init__(
@@ -153,6 +154,7 @@ class YahooStreamer:
         resend: float = RESEND_EVERY,
         market_open: Callable[[], bool] = lambda: True,
         on_connected: Callable[[bool], object] | None = None,
+        on_failure: Callable[[str], object] | None = None,
         open_timeout: float = 10.0,
     ) -> None:
         self.url = url
@@ -164,6 +166,7 @@ class YahooStreamer:
         self._resend = resend
         self._market_open = market_open
         self._on_connected = on_connected
+        self._on_failure = on_failure
         self._open_timeout = open_timeout
         self._wake = asyncio.Event()
         self._subscribed: frozenset[str] = frozenset()
@@ -302,6 +305,8 @@ class YahooStreamer:
     def _failed(self, condition: str, text: str) -> None:
         self.state.consecutive_failures += 1
         self.state.last_error = text
+        if self._on_failure is not None:
+            self._on_failure(text)
         if condition != self._condition:
             self._condition = condition
             log.warning("stream: %s; reconnecting with backoff", text)

@@ -20,7 +20,7 @@ from tickerhub_api.interest import on_demand
 from tickerhub_api.metrics import install_metrics
 from tickerhub_api.probes import READY_PING_TIMEOUT, ReadinessProbe, RedisFailures
 from tickerhub_api.rest_cap import RestConcurrencyCap
-from tickerhub_api.routes import board, rest, ws
+from tickerhub_api.routes import board, rest, status, ws
 from tickerhub_api.settings import ApiSettings
 from tickerhub_api.stream.hub import Hub
 from tickerhub_api.stream.policy import ConnectionPolicy
@@ -117,6 +117,7 @@ def create_app(
         app.state.settings = settings
         app.state.redis = client
         app.state.probe = ReadinessProbe(probe_client, settings.keys.producer_heartbeat)
+        app.state.status_reader = status.StatusReader(client, settings.keys.source_status)
         app.state.redis_failures = RedisFailures()
         app.state.history = history_service
         app.state.hub = hub
@@ -149,6 +150,7 @@ def create_app(
     # Starlette types handlers for Exception; ours takes the narrower ApiError it is registered for
     app.add_exception_handler(rest.ApiError, _api_error)  # type: ignore[arg-type]
     app.include_router(rest.router)
+    app.include_router(status.router)
     app.include_router(ws.router)
     app.include_router(board.router)
     app.state.ws_admission = ws.Admission.from_settings(settings)
@@ -168,7 +170,9 @@ def create_app(
         app.add_middleware(CORSMiddleware, **cors)
     if settings.metrics:
         # Outermost: requests answered by the key or CORS middleware count too.
-        install_metrics(app, registry, routes=[*rest.router.routes, *ws.router.routes])
+        install_metrics(
+            app, registry, routes=[*rest.router.routes, *status.router.routes, *ws.router.routes]
+        )
     return app
 
 

@@ -6,6 +6,8 @@ or the mirror as JSON); the models describe them, they are not a second store.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 
@@ -89,3 +91,78 @@ class Readiness(BaseModel):
         description="Set while no producer has ever written a snapshot (symbols: 0): the "
         "api is ready (restarting it would not help) and streams once the poller writes.",
     )
+
+
+SourceState = Literal["unknown", "ok", "degraded", "down"]
+
+
+class SourceErrorInfo(BaseModel):
+    type: str = Field(description="The error's class, e.g. SourceUnavailableError.")
+    message: str = Field(description="A short message (no URLs' query strings, no secrets).")
+    at: str | None = Field(default=None, description="ISO-8601 UTC.")
+
+
+class SourceHealth(BaseModel):
+    """One source of the poller (``poll``: requests every POLL_FREQ; ``stream``: push)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    state: SourceState = Field(
+        description="unknown: nothing reported yet; ok: the last outcome succeeded; "
+        "degraded: failing, but fewer than 3 failures in a row and a success within 60 s; "
+        "down: 3+ failures in a row, or no success for 60 s (or ever)."
+    )
+    last_success: str | None = Field(default=None, description="ISO-8601 UTC.")
+    consecutive_failures: int = 0
+    last_error: SourceErrorInfo | None = None
+    requests: int = Field(default=0, description="Requests (poll) or connect attempts (stream).")
+    failing_symbols: int = Field(default=0, description="Symbols whose last batch failed.")
+    connected: bool | None = Field(default=None, description="Stream only: connected now.")
+    ticks: int | None = Field(default=None, description="Stream only: ticks received.")
+
+
+class PolledSymbols(BaseModel):
+    static: int = Field(description="Symbols from TICKERS.")
+    on_demand: int = Field(default=0, description="Symbols polled because clients asked.")
+
+
+class ProducerStatus(BaseModel):
+    """The poller's source status, as it last wrote it to Redis (``source:status``)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    state: SourceState = Field(
+        description="ok if every source is ok, down if every one is down, else degraded."
+    )
+    source: str = Field(examples=["yfinance"])
+    host: str | None = None
+    pid: int | None = None
+    started_at: str | None = Field(default=None, description="ISO-8601 UTC.")
+    written_at: str | None = Field(default=None, description="ISO-8601 UTC.")
+    age_s: float | None = Field(default=None, description="Seconds since it was written.")
+    symbols: PolledSymbols
+    sources: dict[str, SourceHealth]
+
+
+class ApiState(BaseModel):
+    redis: bool = Field(description="Redis answered a PING.")
+    snapshot: bool = Field(description="The process holds the snapshot and is subscribed.")
+    seq: int
+    epoch: str
+    symbols: int
+    connections: int = Field(description="Open WebSocket connections in this process.")
+    producer_age_s: float | None = Field(
+        default=None, description="Seconds since the producer's Redis heartbeat (as /readyz)."
+    )
+
+
+class Status(BaseModel):
+    state: Literal["unknown", "ok", "degraded", "down", "no_producer"] = Field(
+        description="The data source's state as the poller reports it; no_producer when "
+        "no poller has written its status for 10 s (stopped, dead, or Redis unreachable)."
+    )
+    producer: ProducerStatus | None = Field(
+        description="The poller's source status; null when absent or expired."
+    )
+    note: str | None = Field(default=None, description="Why producer is null.")
+    api: ApiState

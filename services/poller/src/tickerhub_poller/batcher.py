@@ -37,6 +37,7 @@ from tickerhub_poller.sources.base import (
     SourceTimeoutError,
     SourceUnavailableError,
 )
+from tickerhub_poller.status import SourceHealth
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +60,12 @@ class QuoteBatcher:
         backoff: Backoff | None = None,
         clock: Callable[[], float] = time.monotonic,
         on_rate_limited: Callable[[float], None] | None = None,
+        health: SourceHealth | None = None,
     ) -> None:
         self._source = source
+        # Told every request's outcome (the source status); while it says the whole
+        # source is down, that condition's one log line covers this batcher's too.
+        self._health = health
         # Told the pause (seconds) after each rate limit: the poller shares it through Redis.
         self._on_rate_limited = on_rate_limited
         self._batch_size = max(1, min(batch_size, source.max_batch))
@@ -139,6 +144,18 @@ class QuoteBatcher:
         key = outcome(error)
         self.outcomes[key] = self.outcomes.get(key, 0) + 1
         self.durations.observe(time.monotonic() - started)
+        if self._health is not None:
+            self._health.record(error)
+
+    @property
+    def source_down(self) -> bool:
+        """The whole source is down (its one log line covers per-symbol lines too)."""
+        return self._health is not None and self._health.down
+
+    @property
+    def failing_symbols(self) -> int:
+        """Symbols whose last batch failed (the source status shows it)."""
+        return len(self._streaks)
 
     def _fail(self, batch: dict[str, list[asyncio.Future[Quote]]], exc: SourceError) -> None:
         # The batch's longest streak sets its step (symbols retry together).
@@ -151,10 +168,11 @@ class QuoteBatcher:
             self._paused_until = max(self._paused_until, self._clock() + retry_after)
             if self._on_rate_limited is not None:
                 self._on_rate_limited(retry_after)
-        self._condition.failed(
-            f"{type(exc).__name__} for a batch of {len(batch)} ({exc}); "
-            f"retrying in {retry_after:.1f}s"
-        )
+        if self._health is None or not self._health.down:
+            self._condition.failed(
+                f"{type(exc).__name__} for a batch of {len(batch)} ({exc}); "
+                f"retrying in {retry_after:.1f}s"
+            )
         error = BatchFailedError(exc, retry_after)
         for futures in batch.values():
             for future in futures:

@@ -28,6 +28,7 @@ from tickerhub_core.models import QUOTE_DATA_FIELDS, Quote, make_quote
 from tickerhub_poller.cadence import Cadence
 from tickerhub_poller.settings import PollerSettings
 from tickerhub_poller.snapshot import Snapshot
+from tickerhub_poller.status import SourceHealth
 from tickerhub_yahoo.pricing import Tick
 from tickerhub_yahoo.streamer import YahooStreamer
 
@@ -125,18 +126,37 @@ def build_stream(
     live: LiveQuotes,
     snapshot: Snapshot,
     cadence: Cadence,
+    health: SourceHealth | None = None,
 ) -> YahooStreamer:
-    """The stream connection for ``settings``, feeding ``live`` and driving ``cadence``."""
+    """The stream connection for ``settings``, feeding ``live``, driving ``cadence`` and
+    reporting to ``health`` (the ``stream`` entry of ``GET /status``)."""
 
     def any_market_open() -> bool:
         return market_open(snapshot.get(s) for s in symbols())
 
+    def connected(up: bool) -> None:
+        cadence.set_streaming(up)
+        if health is None:
+            return
+        if up:
+            health.connected()
+        else:
+            health.disconnected()
+
+    on_tick: Callable[[Tick], object] = live.apply
+    if health is not None:
+
+        def on_tick(tick: Tick) -> None:
+            live.apply(tick)
+            health.tick()
+
     return YahooStreamer(
         symbols,
-        live.apply,
+        on_tick,
         Backoff(base=0.5, cap=30.0),
         url=settings.stream_url,
         silence=settings.stream_silence,
         market_open=any_market_open,
-        on_connected=cadence.set_streaming,
+        on_connected=connected,
+        on_failure=health.failed if health is not None else None,
     )

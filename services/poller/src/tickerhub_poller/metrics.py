@@ -9,6 +9,8 @@ Hooks for parts other work adds, read if present so this module need not change:
 
 * ``poller.on_demand``: a sized collection of symbols polled because a client asked
   (``tickerhub_poller_symbols{mode="on_demand"}``; 0 while there is none);
+* ``poller.status``: the source status (``status.py``): one
+  ``tickerhub_poller_source_state{source,state}`` per source and state, 1 for the current;
 * ``poller.stream_stats``: an object with ``connected: bool`` and ``ticks: int`` for a
   streaming source (``tickerhub_poller_stream_connected``,
   ``tickerhub_poller_stream_ticks_total``), absent for polling sources.
@@ -27,6 +29,7 @@ from prometheus_client.registry import Collector
 from tickerhub_core.metrics import build_info, histogram_family
 
 OUTCOMES = ("ok", "rate_limited", "timeout", "unavailable", "malformed", "no_data")
+STATES = ("ok", "degraded", "down", "unknown")
 
 
 class PollerCollector(Collector):
@@ -92,6 +95,19 @@ class PollerCollector(Collector):
         up = GaugeMetricFamily("tickerhub_poller_redis_up", "0 while writes to Redis fail.")
         up.add_metric([], 1 if publisher.redis_up else 0)
         yield up
+
+        status = getattr(poller, "status", None)
+        if status is not None:
+            state = GaugeMetricFamily(
+                "tickerhub_poller_source_state",
+                "1 for each source's current state (ok, degraded, down, unknown; GET /status).",
+                labels=["source", "state"],
+            )
+            for name, health in status.sources.items():
+                current = health.evaluate()
+                for value in STATES:  # every state, so an alert sees 0 -> 1
+                    state.add_metric([name, value], 1 if current == value else 0)
+            yield state
 
         stream = getattr(poller, "stream_stats", None)
         if stream is not None:

@@ -13,6 +13,7 @@ from tickerhub_core.logs import ConditionLog
 from tickerhub_core.models import NewsItem
 from tickerhub_core.store import NewsStore
 from tickerhub_poller.sources.base import QuoteSource, SourceError
+from tickerhub_poller.status import SourceHealth
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +41,11 @@ class NewsPoller:
         per_ticker: int,
         max_items: int,
         concurrency: int = 4,
+        health: SourceHealth | None = None,
     ) -> None:
         self._source = source
+        # Told every fetch's outcome (the source status); quiet while it says down.
+        self._health = health
         self._store = store
         self._symbols = list(symbols)
         self._interval = interval
@@ -90,7 +94,12 @@ class NewsPoller:
             try:
                 items = await self._source.fetch_news(symbol, self._per_ticker)
             except SourceError as exc:
-                self._source_failing.failed(f"{symbol}: {type(exc).__name__}: {exc}")
+                if self._health is not None:
+                    self._health.record(exc)
+                if self._health is None or not self._health.down:
+                    self._source_failing.failed(f"{symbol}: {type(exc).__name__}: {exc}")
                 return []
+        if self._health is not None:
+            self._health.record(None)
         self._source_failing.recovered()
         return items

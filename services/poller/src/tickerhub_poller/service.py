@@ -21,6 +21,8 @@ from tickerhub_poller.publisher import Publisher
 from tickerhub_poller.settings import PollerSettings
 from tickerhub_poller.snapshot import Snapshot
 from tickerhub_poller.sources.base import QuoteSource
+from tickerhub_poller.status import SourceStatus
+from tickerhub_poller.status_writer import StatusWriter
 from tickerhub_poller.tickers import TickerTask
 from tickerhub_poller.universe import OnDemandTask, Universe
 
@@ -47,11 +49,22 @@ class Poller:
         )
         self._rate_limit = YahooRateLimit(redis, settings.keys)
         self._marking: set[asyncio.Task[None]] = set()
+        # The source's health for GET /status (status.py). The stream reports through
+        # status.track("stream"); on-demand symbols are counted from ``self.on_demand``
+        # when present (the hook metrics.py reads too).
+        self.status = SourceStatus(
+            source.name,
+            len(settings.tickers),
+            on_demand_symbols=lambda: len(getattr(self, "on_demand", ()) or ()),
+            failing_symbols=lambda: self.batcher.failing_symbols,
+        )
+        self.status_writer = StatusWriter(redis, settings.keys.source_status, self.status)
         self.batcher = QuoteBatcher(
             source,
             settings.batch_size,
             settings.batch_window,
             on_rate_limited=self._share_rate_limit,
+            health=self.status.poll,
         )
         # TICKERS plus the symbols clients ask for (universe.py); the latter counted by /metrics.
         self.universe = Universe(
@@ -70,7 +83,14 @@ class Poller:
         self.cadence = Cadence(settings.poll_freq, settings.reconcile_freq if stream_on else None)
         self.live = LiveQuotes(self.snapshot, self.publisher.notify)
         self.stream = (
-            build_stream(settings, self.universe.symbols, self.live, self.snapshot, self.cadence)
+            build_stream(
+                settings,
+                self.universe.symbols,
+                self.live,
+                self.snapshot,
+                self.cadence,
+                self.status.track("stream"),
+            )
             if stream_on
             else None
         )
@@ -99,6 +119,7 @@ class Poller:
             settings.news_interval,
             settings.news_per_ticker,
             settings.news_max_items,
+            health=self.status.poll,
         )
         self._source = source
 
@@ -151,6 +172,7 @@ class Poller:
                 tasks.create_task(self.publisher.run(), name="publisher")
                 tasks.create_task(self.bars.run(), name="bars")
                 tasks.create_task(self.universe.run(), name="universe")
+                tasks.create_task(self.status_writer.run(), name="status")
                 for ticker in self.tickers:
                     tasks.create_task(ticker.run(), name=f"ticker:{ticker.symbol}")
                 if self.stream is not None:

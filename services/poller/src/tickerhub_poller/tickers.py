@@ -39,6 +39,7 @@ class TickerTask:
         # Shared by every ticker: RECONCILE_FREQ while the stream is up (cadence.py).
         self._cadence = cadence or Cadence(poll_freq)
         self.misses = 0
+        self._announced_stale = False  # its "marked stale" line was logged
         # time.monotonic() of the last good quote (start counts: a symbol never
         # fetched ages from when the poller began), for /metrics' oldest quote age.
         self.fresh_at = time.monotonic()
@@ -58,9 +59,10 @@ class TickerTask:
             quote = await self._batcher.get(self.symbol)
         except SourceError as exc:
             return self._missed(exc)
-        if self.misses and self.misses >= self._stale_after:
+        if self.misses >= self._stale_after and self._announced_stale:
             log.info("%s: fresh again after %d missed cycles", self.symbol, self.misses)
         self.misses = 0
+        self._announced_stale = False
         self.fresh_at = time.monotonic()
         polled: Quote = {**quote, "symbol": self.symbol, "stale": False}
         # A reconciliation poll older than the stream's last tick keeps the tick's prices.
@@ -73,9 +75,15 @@ class TickerTask:
         if self.misses == self._stale_after:
             last: Quote | None = self._snapshot.get(self.symbol)
             if last is not None and not last.get("stale"):
-                log.warning(
-                    "%s: marked stale after %d missed cycles (%s)", self.symbol, self.misses, exc
-                )
+                # While the whole source is down its one line says why: not one per symbol.
+                if not self._batcher.source_down:
+                    self._announced_stale = True
+                    log.warning(
+                        "%s: marked stale after %d missed cycles (%s)",
+                        self.symbol,
+                        self.misses,
+                        exc,
+                    )
                 self._snapshot.update({**last, "stale": True})
                 self._notify()
         if isinstance(exc, NoDataError):

@@ -23,6 +23,7 @@ class HubStatus:
     seq: int
     symbols: int
     connections: int  # open WebSockets, prices and news
+    epoch: str = ""  # of the snapshot served (GET /status shows it)
 
 
 class Reads:
@@ -85,4 +86,6 @@ class Reads:
 
     def status(self) -> HubStatus:
         hub = self._hub
-        return HubStatus(hub.ready, hub.mirror.seq, len(hub.mirror), hub.connections)
+        return HubStatus(
+            hub.ready, hub.mirror.seq, len(hub.mirror), hub.connections, hub.mirror.epoch
+        )
