@@ -274,9 +274,7 @@ async def test_the_stream_is_in_the_source_status(
     fake.tick("AAPL", 512.25, day_volume=123, market_hours=1)
     await eventually(lambda: stream_is("ok", True, ticks=1), "stream ok", limit=LIMIT)
     await fake.stop()
-    await eventually(
-        lambda: stream_is("down", False), "stream down", limit=LIMIT, detail=stream_status
-    )
+    await eventually(lambda: stream_is("down", False), "stream down", limit=LIMIT, detail=detail)
     error = (await stream_status())["last_error"]
     assert error["message"], error
     assert fake.url.split("//", 1)[1] not in error["message"]  # no URL in what is shown
