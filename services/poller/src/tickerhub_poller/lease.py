@@ -134,6 +134,17 @@ class LeaseStore:
         return raw.decode() if isinstance(raw, bytes) else raw
 
 
+def _lease_lost(task: asyncio.Task[None]) -> LeaseLost | None:
+    """The LeaseLost that ended ``task``, also from within (nested) exception groups."""
+    if task.cancelled():
+        return None
+    exc: BaseException | None = task.exception()
+    while isinstance(exc, BaseExceptionGroup):
+        matched = exc.subgroup(LeaseLost)
+        exc = matched.exceptions[0] if matched is not None else None
+    return exc if isinstance(exc, LeaseLost) else None
+
+
 def _ms(seconds: float) -> int:
     return max(1, int(seconds * 1000))
 
@@ -218,16 +229,25 @@ class Leadership:
         self.terms += 1
         log.info("took the lease (%s, ttl %ss): publishing", self.token, self._ttl)
         self.leading = True
+        # Two tasks and asyncio.wait rather than a TaskGroup: a TaskGroup cancels the
+        # task that awaits it when a child fails, and Python 3.11 leaves that cancel
+        # counted (task.cancelling()), which our redis cancel checks would then honour.
+        keeper = asyncio.create_task(self._keep(), name="lease")
+        leader = asyncio.create_task(lead(), name="leader")
         try:
-            async with asyncio.TaskGroup() as group:
-                group.create_task(self._keep(), name="lease")
-                group.create_task(lead(), name="leader")
-        except* LeaseLost as lost:
-            log.warning(
-                "lost the lease (%s): stopped publishing, back to standby", lost.exceptions[0]
-            )
+            await asyncio.wait({keeper, leader}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             self.leading = False
+            for task in (keeper, leader):
+                task.cancel()
+            await asyncio.gather(keeper, leader, return_exceptions=True)
+        lost = _lease_lost(keeper) or _lease_lost(leader)
+        if lost is None:
+            for task in (keeper, leader):  # a crash, not a lost lease: let it propagate
+                if not task.cancelled() and task.exception() is not None:
+                    task.result()
+            raise RuntimeError("the leader stopped by itself")
+        log.warning("lost the lease (%s): stopped publishing, back to standby", lost)
         # Gone: a lapsed lease may still name us in Redis for a moment; free it now.
         self.timer.dropped()
         await self.release()

@@ -1,0 +1,205 @@
+"""The lease: its timer (pure), the leadership loop over a fake store, the store on real Redis."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+
+from tickerhub_poller.lease import Leadership, LeaseLost, LeaseStore, LeaseTimer
+from tickerhub_testkit.wait import eventually
+
+# -- LeaseTimer: pure ---------------------------------------------------------------
+
+
+def test_the_deadline_counts_from_the_send_time_minus_the_margin() -> None:
+    timer = LeaseTimer.for_ttl(5.0)
+    assert not timer.held(0.0)
+    timer.taken(sent_at=100.0)
+    assert timer.deadline == pytest.approx(104.0)  # ttl 5 - margin 1
+    assert timer.held(103.99)
+    assert not timer.held(104.0)
+    timer.check(103.0)
+    with pytest.raises(LeaseLost):
+        timer.check(104.0)
+
+
+def test_renewals_are_due_a_third_of_the_ttl_apart_and_retried_sooner() -> None:
+    timer = LeaseTimer.for_ttl(3.0)
+    timer.taken(10.0)
+    assert timer.wake_at() == pytest.approx(11.0)  # renewal due before the deadline (12.4)
+    timer.renewal_failed(11.0)
+    assert timer.wake_at() == pytest.approx(11.3)
+    for now in (11.3, 11.6, 11.9, 12.2):
+        timer.renewal_failed(now)
+    assert timer.wake_at() == pytest.approx(12.4)  # then the deadline: stop publishing
+    timer.renewed(12.3)
+    assert timer.held(12.5)  # a late renewal that made it counts from its own send time
+
+
+def test_a_dropped_lease_is_not_held_whatever_the_deadline() -> None:
+    timer = LeaseTimer.for_ttl(5.0)
+    timer.taken(0.0)
+    timer.dropped()
+    assert not timer.held(0.1)
+    with pytest.raises(LeaseLost):
+        timer.check(0.1)
+
+
+# -- Leadership over an in-memory store --------------------------------------------
+
+
+class FakeStore:
+    """The lease semantics (SET NX; renew/release only by the holder); ``down`` fails calls."""
+
+    def __init__(self) -> None:
+        self.holder: str | None = None
+        self.down = False
+        self.renewals = 0
+
+    def _reachable(self) -> None:
+        if self.down:
+            raise ConnectionError("redis down")
+
+    async def take(self, token: str, ttl: float) -> bool:
+        self._reachable()
+        if self.holder is None:
+            self.holder = token
+            return True
+        return False
+
+    async def renew(self, token: str, ttl: float) -> bool:
+        self._reachable()
+        self.renewals += 1
+        return self.holder == token
+
+    async def release(self, token: str) -> bool:
+        self._reachable()
+        if self.holder == token:
+            self.holder = None
+            return True
+        return False
+
+
+class Roles:
+    def __init__(self) -> None:
+        self.log: list[str] = []
+        self.writes_refused = 0
+
+    async def lead(self) -> None:
+        self.log.append("lead")
+        try:
+            await asyncio.Event().wait()
+        finally:
+            self.log.append("lead ended")
+
+    async def standby(self) -> None:
+        self.log.append("standby")
+        await asyncio.Event().wait()
+
+
+def leadership(store: FakeStore, ttl: float = 0.5) -> Leadership:
+    return Leadership(store, ttl)  # type: ignore[arg-type]  # the fake has the same methods
+
+
+async def test_takes_a_free_lease_and_releases_it_on_shutdown() -> None:
+    store, roles = FakeStore(), Roles()
+    lead = leadership(store)
+    task = asyncio.create_task(lead.run(roles.lead, roles.standby))
+    await eventually(lambda: lead.leading, "leading")
+    assert store.holder == lead.token
+    await eventually(lambda: store.renewals >= 2, "renewals")
+    lead.check()  # renewed: still held
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert store.holder is None
+    assert roles.log[-2:] == ["lead", "lead ended"]
+
+
+async def test_stands_by_while_another_holds_it_and_takes_over_when_freed() -> None:
+    store, roles = FakeStore(), Roles()
+    store.holder = "other"
+    lead = leadership(store)
+    task = asyncio.create_task(lead.run(roles.lead, roles.standby))
+    try:
+        await eventually(lambda: roles.log == ["standby"], "standby")
+        await asyncio.sleep(0.3)
+        assert not lead.leading
+        assert roles.log == ["standby"]
+        with pytest.raises(LeaseLost):
+            lead.check()
+        store.holder = None  # the other's lease lapsed
+        await eventually(lambda: lead.leading, "took over")
+        assert store.holder == lead.token
+        assert lead.terms == 1
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_a_lease_found_taken_stops_the_leader_at_once() -> None:
+    store, roles = FakeStore(), Roles()
+    lead = leadership(store)
+    task = asyncio.create_task(lead.run(roles.lead, roles.standby))
+    try:
+        await eventually(lambda: lead.leading, "leading")
+        store.holder = "usurper"  # ours lapsed (a pause) and another poller took it
+        await eventually(lambda: "lead ended" in roles.log, "leader cancelled")
+        assert not lead.leading
+        with pytest.raises(LeaseLost):
+            lead.check()
+        await eventually(
+            lambda: roles.log[-1] == "standby", "back to standby", detail=lambda: str(roles.log)
+        )
+        assert store.holder == "usurper"  # our release did not touch theirs
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_unrenewable_lease_stops_the_leader_by_its_own_deadline() -> None:
+    store, roles = FakeStore(), Roles()
+    lead = leadership(store, ttl=0.5)
+    task = asyncio.create_task(lead.run(roles.lead, roles.standby))
+    try:
+        await eventually(lambda: lead.leading, "leading")
+        store.down = True  # renewals fail: the leader cannot know it still holds it
+        await eventually(lambda: "lead ended" in roles.log, "leader cancelled")
+        assert store.holder == lead.token  # Redis never said no: the deadline stopped it
+        with pytest.raises(LeaseLost):
+            lead.check()
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+# -- LeaseStore on a real Redis -----------------------------------------------------
+
+
+@pytest.mark.integration
+async def test_only_the_holder_renews_or_releases(redis_server: Any) -> None:
+    redis = Redis.from_url(redis_server.url)
+    try:
+        await redis.delete("poller:lease")
+        store = LeaseStore(redis, "poller:lease")
+        assert await store.take("a", 0.5)
+        assert not await store.take("b", 0.5)
+        assert not await store.renew("b", 10)
+        assert not await store.release("b")
+        assert await store.holder() == "a"
+        assert await store.renew("a", 10)
+        assert 5000 < await redis.pttl("poller:lease") <= 10000
+        assert await store.release("a")
+        assert await store.holder() is None
+        assert await store.take("b", 0.2)
+        await eventually(lambda: _gone(redis), "expiry")
+        assert not await store.renew("b", 10)  # lapsed: cannot be revived by renewal
+    finally:
+        await redis.aclose()
+
+
+async def _gone(redis: Redis) -> bool:
+    return not await redis.exists("poller:lease")
