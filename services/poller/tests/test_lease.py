@@ -203,3 +203,31 @@ async def test_only_the_holder_renews_or_releases(redis_server: Any) -> None:
 
 async def _gone(redis: Redis) -> bool:
     return not await redis.exists("poller:lease")
+
+
+# -- fencing: no write without the lease --------------------------------------------
+
+
+async def test_every_write_is_refused_without_the_lease_before_reaching_redis() -> None:
+    from tickerhub_core.keys import RedisKeys
+    from tickerhub_poller.fencing import FencedBarStore, FencedNewsStore, FencedSnapshotStore
+
+    lead = leadership(FakeStore())
+    # Never connected: a refused write must not even try.
+    redis = Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.1)
+    keys = RedisKeys()
+    snapshots = FencedSnapshotStore(redis, keys, lead.check)
+    bars = FencedBarStore(redis, keys, lead.check)
+    news = FencedNewsStore(redis, keys, lead.check)
+    writes = [
+        snapshots.publish_diff(0, b"{}", {}),
+        snapshots.reset(1, {}),
+        snapshots.beat(30),
+        bars.publish([], 1),
+        news.add([], 1),
+        news.restore([], 1),
+    ]
+    for write in writes:
+        with pytest.raises(LeaseLost):
+            await write
+    await redis.aclose()
