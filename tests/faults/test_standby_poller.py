@@ -205,3 +205,62 @@ async def test_sigkill_then_sigstop_the_leader_the_standby_takes_over_cleanly(
         await replica.stop()
         await client.close()
         await redis.aclose()
+
+
+# The poller's heartbeat TTL (tickerhub_poller.publisher.HEARTBEAT_TTL), plus the
+# api's one-second look and a loaded machine's slack.
+HEARTBEAT_GONE_WITHIN = 30.0 + 15.0
+
+
+async def test_no_producer_alive_every_quote_is_served_stale_until_one_is_back(
+    redis_server: Any, procs: Any
+) -> None:
+    from .conftest import get_json
+
+    poller = procs(standby_poller(redis_server.url))
+    api = start_api(procs, redis_server.url)
+    everything = await Client.connect(f"{api.ws}/ws/prices", name="all")
+    watching = await Client.connect(f"{api.ws}/ws/prices", ["MSFT"], name="MSFT")
+    clients = [everything, watching]
+
+    def all_stale(client: Client, stale: bool) -> bool:
+        quotes = client.view.quotes.values()
+        return bool(quotes) and all(q.get("stale") is stale for q in quotes)
+
+    async def rest_stale(stale: bool) -> bool:
+        ready = await get_json(f"{api.http}/readyz")
+        tickers = await get_json(f"{api.http}/tickers")
+        return ready["quotes_stale"] is stale and all(q["stale"] is stale for q in tickers.values())
+
+    try:
+        await eventually(lambda: everything.view.diffs >= 5, "diffs")
+        assert await rest_stale(False)
+        poller.stop(signal.SIGKILL)
+        await eventually(
+            lambda: all(all_stale(c, True) for c in clients),
+            "clients told every quote is stale",
+            limit=HEARTBEAT_GONE_WITHIN,
+        )
+        assert await rest_stale(True)
+        ready = await get_json(f"{api.http}/readyz")
+        assert ready["status"] == "ready"  # restarting the api would not help
+        assert ready["producer_age_s"] is None
+        assert "no producer is alive" in ready["note"]
+        assert "no producer is alive" in api.output()
+        # As data, on the same connections: a diff, not a reconnect or a snapshot.
+        assert everything.view.snapshots == 1
+        assert watching.view.messages[-1]["data"] == {
+            "MSFT": {"symbol": "MSFT", "seq": watching.view.quotes["MSFT"]["seq"], "stale": True}
+        }
+
+        procs(standby_poller(redis_server.url))
+        await eventually(lambda: all(all_stale(c, False) for c in clients), "fresh quotes again")
+        await eventually(lambda: rest_stale(False), "REST fresh again")
+        for client in clients:
+            assert not client.view.seq_went_back
+            assert client.view.closed is None
+        await eventually(lambda: "quotes are fresh again" in api.output(), "logged once")
+        assert api.output().count("no producer is alive") == 1
+    finally:
+        for client in clients:
+            await client.close()

@@ -23,6 +23,7 @@ class HubStatus:
     seq: int
     symbols: int
     connections: int  # open WebSockets, prices and news
+    quotes_stale: bool = False  # no producer alive: every quote served stale (liveness.py)
 
 
 class Reads:
@@ -85,4 +86,10 @@ class Reads:
 
     def status(self) -> HubStatus:
         hub = self._hub
-        return HubStatus(hub.ready, hub.mirror.seq, len(hub.mirror), hub.connections)
+        return HubStatus(
+            hub.ready,
+            hub.mirror.seq,
+            len(hub.mirror),
+            hub.connections,
+            hub.liveness.quotes_stale,
+        )
