@@ -25,7 +25,7 @@ from tickerhub_testkit.net import free_port
 from tickerhub_testkit.processes import ServiceProcess, start_api
 from tickerhub_testkit.wait import eventually
 
-from .conftest import Client, converge, poller_process
+from .conftest import TICKERS, Client, converge, poller_process
 
 pytestmark = pytest.mark.integration
 
@@ -264,3 +264,44 @@ async def test_no_producer_alive_every_quote_is_served_stale_until_one_is_back(
     finally:
         for client in clients:
             await client.close()
+
+
+async def test_two_pollers_write_the_snapshot_back_to_a_redis_that_restarted_empty(
+    own_redis_server: Any, procs: Any
+) -> None:
+    """Neither the leader nor the standby adopts an empty Redis: it is written back with a
+    higher seq (a reset), as a lone poller does, and the clients converge."""
+    first = procs(standby_poller(own_redis_server.url))
+    first.wait_for_output("took the lease")
+    second = procs(standby_poller(own_redis_server.url))
+    second.wait_for_output("standby: another poller holds the lease")
+    api = start_api(procs, own_redis_server.url)
+    client = await Client.connect(f"{api.ws}/ws/prices", name="all")
+    redis = Redis.from_url(own_redis_server.url)
+    try:
+        await eventually(lambda: client.view.diffs >= 5, "diffs")
+        seq_before = await redis_seq(redis)
+        own_redis_server.restart()  # empty: it persists nothing
+        await redis.aclose()
+        redis = Redis.from_url(own_redis_server.url)
+        # Written back with a higher seq, not started over at 1.
+        await eventually(
+            lambda: _seq_above(redis, seq_before), "the snapshot written back", detail=api.output
+        )
+        assert await redis.hlen("prices") == len(TICKERS)
+        holders = [p for p in (first, second) if metrics(p)["tickerhub_poller_leader"] == 1]
+        assert len(holders) == 1
+        for poller in (first, second):
+            assert poller.stop() == 0, poller.output()
+        assert client.view.closed is None
+        assert not client.view.seq_went_back
+        await converge(api, [client], [None])
+    finally:
+        await client.close()
+        await redis.aclose()
+
+
+async def _seq_above(redis: Redis, seq: int) -> bool:
+    with contextlib.suppress(Exception):
+        return await redis_seq(redis) > seq
+    return False

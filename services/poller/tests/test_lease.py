@@ -196,7 +196,12 @@ async def test_only_the_holder_renews_or_releases(redis_server: Any) -> None:
         assert await store.holder() is None
         assert await store.take("b", 0.2)
         await eventually(lambda: _gone(redis), "expiry")
-        assert not await store.renew("b", 10)  # lapsed: cannot be revived by renewal
+        assert await store.take("c", 10)
+        assert not await store.renew("b", 10)  # lapsed and taken: b cannot get it back
+        # Redis lost the key (a restart without persistence): its holder sets it again.
+        await redis.flushall()
+        assert await store.renew("c", 10)
+        assert await store.holder() == "c"
     finally:
         await redis.aclose()
 

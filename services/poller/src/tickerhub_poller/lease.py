@@ -44,10 +44,17 @@ REDIS_ERRORS = (RedisError, OSError, TimeoutError)
 
 Job = Callable[[], Coroutine[Any, Any, None]]
 
-# KEYS: the lease. ARGV: token, ttl ms. Extends the lease only for its holder.
+# KEYS: the lease. ARGV: token, ttl ms. Extends the lease only for its holder. A key
+# that is gone while its holder still counts it as held was lost by Redis (a restart
+# without persistence, a flush), never expired: the holder's own deadline comes before
+# Redis's expiry. So the holder sets it again, and keeps leading through the restart
+# (another poller that took it meanwhile wins: 0).
 RENEW_LUA = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+local holder = redis.call('GET', KEYS[1])
+if holder == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+if not holder then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
 end
 return 0
 """

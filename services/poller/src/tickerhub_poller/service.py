@@ -8,8 +8,11 @@ import logging
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from tickerhub_core.backoff import Backoff
 from tickerhub_core.cancellation import honour_cancellation
 from tickerhub_core.logs import ConditionLog
+from tickerhub_core.models import Quote
+from tickerhub_core.retry import retry_until_done
 from tickerhub_core.store import YahooRateLimit
 from tickerhub_poller.bar_publisher import BarPublisher
 from tickerhub_poller.bars import BarBuilder
@@ -119,16 +122,30 @@ class Poller:
             else:
                 honour_cancellation()
                 self._standby_redis.recovered()
-                self.snapshot.load(seq, quotes)
+                self._adopt(seq, quotes)
                 if self._heartbeat is not None:
                     self._heartbeat()
             await asyncio.sleep(self.settings.lease_ttl)
+
+    def _adopt(self, seq: int, quotes: dict[str, Quote]) -> None:
+        """Follow Redis, unless it is behind us: then it lost its data (a restart without
+        persistence), and the publisher writes ours back with a higher seq (a ``reset``)
+        as soon as this poller leads, as a lone poller always did."""
+        if seq >= self.snapshot.seq:
+            self.snapshot.load(seq, quotes)
 
     async def _lead(self) -> None:
         """Poll and publish until cancelled (shutdown, or the lease lost)."""
         # Redis's snapshot as the last leader left it: the first diffs are relative to it.
         self.snapshot.pending.clear()
-        await self.publisher.load()
+        seq, quotes = await retry_until_done(
+            self._store.load,
+            errors=(RedisError, OSError),
+            backoff=Backoff(base=0.2, cap=2.0),
+            condition=self._standby_redis,
+            describe=lambda exc: f"cannot load the snapshot ({exc})",
+        )
+        self._adopt(seq, quotes)
         await self.bars.load()
         log.info(
             "polling %d tickers from %s every %ss",
