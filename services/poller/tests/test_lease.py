@@ -236,3 +236,44 @@ async def test_every_write_is_refused_without_the_lease_before_reaching_redis() 
         with pytest.raises(LeaseLost):
             await write
     await redis.aclose()
+
+
+@pytest.mark.integration
+async def test_a_standby_is_healthy_and_neither_calls_the_source_nor_writes(
+    redis_server: Any, procs: Any, tmp_path: Any
+) -> None:
+    from tickerhub_poller.healthcheck import check
+    from tickerhub_testkit.metrics import scrape
+    from tickerhub_testkit.net import free_port
+    from tickerhub_testkit.processes import poller_process
+
+    redis = Redis.from_url(redis_server.url)
+    try:
+        await redis.set("poller:lease", "another-poller", px=60_000)
+        await redis.set("prices:seq", 7)
+        beat = tmp_path / "beat"
+        port = free_port()
+        standby = procs(
+            poller_process(
+                redis_server.url,
+                ["AAPL", "MSFT"],
+                LEASE_TTL="1",
+                HEARTBEAT_FILE=str(beat),
+                METRICS_PORT=str(port),
+            )
+        )
+        standby.wait_for_output("standby: another poller holds the lease")
+        await eventually(beat.exists, "the heartbeat file", detail=standby.output)
+        assert check(str(beat)) is None  # the container healthcheck passes
+        await asyncio.sleep(2.5)  # several standby rounds (LEASE_TTL 1 s)
+        assert check(str(beat)) is None
+        metrics = scrape(f"http://127.0.0.1:{port}/metrics")
+        assert metrics["tickerhub_poller_leader"] == 0
+        assert metrics.sum("tickerhub_poller_source_requests_total") == 0
+        assert metrics["tickerhub_poller_seq"] == 7  # follows Redis
+        assert await redis.get("prices:seq") == b"7"
+        assert await redis.get("prices:heartbeat") is None  # only a leader says "alive"
+        assert await redis.get("poller:lease") == b"another-poller"
+        assert "polling" not in standby.output()
+    finally:
+        await redis.aclose()
