@@ -9,6 +9,7 @@ import pytest
 from redis.asyncio import Redis
 
 from tickerhub_poller.lease import Leadership, LeaseLost, LeaseStore, LeaseTimer
+from tickerhub_poller.lease_clock import HolderWatch
 from tickerhub_testkit.wait import eventually
 
 # -- LeaseTimer: pure ---------------------------------------------------------------
@@ -48,6 +49,33 @@ def test_a_dropped_lease_is_not_held_whatever_the_deadline() -> None:
         timer.check(0.1)
 
 
+# -- HolderWatch: pure ----------------------------------------------------------------
+
+
+def test_a_standby_takes_the_lease_only_once_its_holder_has_stopped_writing() -> None:
+    watch = HolderWatch.for_ttl(5.0)
+    assert watch.may_take(0.0)  # never saw a holder
+    watch.seen(10.0, 5000)  # held, 5 s left: its holder writes until 14 at the latest
+    assert not watch.may_take(13.9)
+    assert watch.may_take(14.0)
+    # Gone at 14.5: expired, or lost after its holder stopped: fine to take.
+    watch.seen(14.5, -2)
+    assert watch.may_take(14.5)
+
+
+def test_a_key_gone_early_is_left_to_its_holder_for_one_more_ttl() -> None:
+    watch = HolderWatch.for_ttl(5.0)
+    watch.seen(10.0, 5000)
+    watch.seen(11.0, -2)  # Redis lost it (restart) while its holder still writes
+    assert not watch.may_take(14.5)
+    watch.seen(14.5, -2)  # still gone: the extra ttl is not extended again
+    assert watch.may_take(15.0)  # a dead holder did not set it again: take it
+    watch.seen(12.0, 4900)  # a live one did, on its next renewal
+    assert not watch.may_take(15.0)
+    watch.seen(20.0, -1)  # set by hand without expiry: treated as fresh
+    assert not watch.may_take(23.9)
+
+
 # -- Leadership over an in-memory store --------------------------------------------
 
 
@@ -74,6 +102,10 @@ class FakeStore:
         self._reachable()
         self.renewals += 1
         return self.holder == token
+
+    async def pttl(self) -> int:
+        self._reachable()
+        return -2 if self.holder is None else 500
 
     async def release(self, token: str) -> bool:
         self._reachable()

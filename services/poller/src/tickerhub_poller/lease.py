@@ -16,6 +16,11 @@ publishing tasks are cancelled. A process frozen mid-write (SIGSTOP, a VM pause)
 can still deliver one command already on its way: the compare-and-set on
 ``prices:seq`` in ``PUBLISH_DIFF_LUA`` refuses it once the new leader has published.
 
+Redis losing the key (a restart without persistence) is not a lost lease: the
+holder sets it again on its next renewal, and a standby that sees the key vanish
+before its TTL ran out leaves it to the holder for one more TTL
+(``lease_clock.HolderWatch``).
+
 :class:`LeaseTimer` is the pure state; :class:`Leadership` does the I/O.
 """
 
@@ -29,7 +34,6 @@ import secrets
 import socket
 import time
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
@@ -37,6 +41,9 @@ from redis.exceptions import RedisError
 
 from tickerhub_core.cancellation import honour_cancellation
 from tickerhub_core.logs import ConditionLog
+from tickerhub_poller.lease_clock import HolderWatch, LeaseLost, LeaseTimer
+
+__all__ = ["Leadership", "LeaseLost", "LeaseStore", "LeaseTimer"]
 
 log = logging.getLogger(__name__)
 
@@ -66,58 +73,6 @@ return 0
 """
 
 
-class LeaseLost(Exception):
-    """This poller does not hold the lease (any more): it must not write."""
-
-
-@dataclass(slots=True)
-class LeaseTimer:
-    """The leader's view of its lease, on the local monotonic clock (pure).
-
-    ``deadline`` is when the leader stops believing it holds the lease: the send
-    time of the last successful take/renew plus ``ttl - margin``. Renewals are due
-    every ``renew_every`` (a third of the TTL by default, so two can fail before the
-    deadline); after a failed one, the next is tried ``retry_every`` later.
-    """
-
-    ttl: float
-    margin: float
-    renew_every: float
-    retry_every: float
-    deadline: float | None = None
-    next_renewal: float = 0.0
-
-    @classmethod
-    def for_ttl(cls, ttl: float) -> LeaseTimer:
-        return cls(ttl=ttl, margin=ttl / 5, renew_every=ttl / 3, retry_every=ttl / 10)
-
-    def held(self, now: float) -> bool:
-        return self.deadline is not None and now < self.deadline
-
-    def check(self, now: float) -> None:
-        """Raise :class:`LeaseLost` unless the lease is held at ``now``."""
-        if not self.held(now):
-            raise LeaseLost("the lease is not held (expired or taken)")
-
-    def taken(self, sent_at: float) -> None:
-        """A take or renewal sent at ``sent_at`` succeeded."""
-        self.deadline = sent_at + self.ttl - self.margin
-        self.next_renewal = sent_at + self.renew_every
-
-    renewed = taken
-
-    def renewal_failed(self, now: float) -> None:
-        self.next_renewal = now + self.retry_every
-
-    def dropped(self) -> None:
-        self.deadline = None
-
-    def wake_at(self) -> float:
-        """When the renewal loop must act next: a renewal, or the deadline."""
-        assert self.deadline is not None
-        return min(self.next_renewal, self.deadline)
-
-
 class LeaseStore:
     """The lease key's three operations."""
 
@@ -135,6 +90,10 @@ class LeaseStore:
 
     async def release(self, token: str) -> bool:
         return bool(await self._release(keys=[self._key], args=[token]))
+
+    async def pttl(self) -> int:
+        """Milliseconds the lease has left; -2 when there is none, -1 without expiry."""
+        return int(await self._redis.pttl(self._key))
 
     async def holder(self) -> str | None:
         raw = await self._redis.get(self._key)
@@ -179,6 +138,7 @@ class Leadership:
         self._ttl = ttl
         self._clock = clock
         self.timer = LeaseTimer.for_ttl(ttl)
+        self.watch = HolderWatch.for_ttl(ttl)
         self.token = new_token()
         self.leading = False  # for /metrics: 1 while lead() runs
         self.terms = 0  # times this poller took the lease, for /metrics
@@ -218,10 +178,13 @@ class Leadership:
                 await task
 
     async def try_take(self) -> bool:
-        """One ``SET NX``; True when this poller holds the lease now (Redis errors: False)."""
+        """``SET NX`` when the last holder's lease has run out (HolderWatch), else only a
+        look at its TTL; True when this poller holds the lease now (Redis errors: False)."""
         sent = self._clock()
         try:
-            taken = await self._store.take(self.token, self._ttl)
+            taken = self.watch.may_take(sent) and await self._store.take(self.token, self._ttl)
+            if not taken:
+                pttl = await self._store.pttl()
         except REDIS_ERRORS as exc:
             honour_cancellation()
             self._redis_down.failed(f"cannot ask for the lease ({exc})")
@@ -230,6 +193,8 @@ class Leadership:
         self._redis_down.recovered()
         if taken:
             self.timer.taken(sent)
+        else:
+            self.watch.seen(self._clock(), pttl)
         return taken
 
     async def _lead(self, lead: Job) -> None:

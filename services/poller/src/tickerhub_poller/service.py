@@ -146,6 +146,7 @@ class Poller:
             describe=lambda exc: f"cannot load the snapshot ({exc})",
         )
         self._adopt(seq, quotes)
+        self.bars.discard_unsent()
         await self.bars.load()
         log.info(
             "polling %d tickers from %s every %ss",
