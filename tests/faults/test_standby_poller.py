@@ -247,6 +247,7 @@ async def test_no_producer_alive_every_quote_is_served_stale_until_one_is_back(
         assert ready["producer_age_s"] is None
         assert "no producer is alive" in ready["note"]
         assert "no producer is alive" in api.output()
+        assert scrape(f"{api.http}/metrics")["tickerhub_quotes_stale"] == 1
         # As data, on the same connections: a diff, not a reconnect or a snapshot.
         assert everything.view.snapshots == 1
         assert watching.view.messages[-1]["data"] == {
@@ -256,6 +257,7 @@ async def test_no_producer_alive_every_quote_is_served_stale_until_one_is_back(
         procs(standby_poller(redis_server.url))
         await eventually(lambda: all(all_stale(c, False) for c in clients), "fresh quotes again")
         await eventually(lambda: rest_stale(False), "REST fresh again")
+        assert scrape(f"{api.http}/metrics")["tickerhub_quotes_stale"] == 0
         for client in clients:
             assert not client.view.seq_went_back
             assert client.view.closed is None
