@@ -59,6 +59,16 @@ def test_compose_file_wires_the_three_services() -> None:
     assert "healthcheck" in services["redis"]
 
 
+def test_compose_runs_two_pollers_that_cannot_collide() -> None:
+    """One leads, one stands by (the lease): two replicas, so nothing per-container may
+    be fixed on the host side: no container name, no published port."""
+    poller = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]["poller"]
+    assert poller["deploy"]["replicas"] == 2
+    assert "container_name" not in poller
+    assert "ports" not in poller
+    assert poller["environment"]["HEARTBEAT_FILE"].startswith("/tmp/")  # each its own /tmp
+
+
 def stage(service: str, name: str) -> list[tuple[str, str]]:
     """The instructions of one build stage (``FROM ... AS name``); "" is the final stage."""
     stages: list[list[tuple[str, str]]] = []

@@ -49,9 +49,6 @@ MONITORING = BASE / "monitoring"
 # unhealthyPodEvictionPolicy are all there), and the newest the package knows.
 K8S_VERSIONS = ["1.30", kubernetes_validate.latest_version()]
 SETTINGS: dict[str, type[BaseSettings]] = {"api": ApiSettings, "poller": PollerSettings}
-# Settings the manifests set that another branch of issue 11 adds (the standby
-# poller's lease). Allowed while the field does not exist; checked once it does.
-AWAITING = {"LEASE_TTL"}
 # The api process's memory before any connection (RSS of an idle api, docs/deploy.md).
 API_IDLE_MIB = 75
 KEY = "k3y-0123456789abcdef-ONE"
@@ -201,8 +198,7 @@ def test_every_env_name_is_a_setting_of_the_service(
     base: list[dict[str, Any]], service: str
 ) -> None:
     names = field_names(SETTINGS[service])
-    pending = AWAITING - names
-    unknown = set(environment(base, service)) - names - pending
+    unknown = set(environment(base, service)) - names
     assert unknown == set(), f"tickerhub-{service} sets names its settings do not have"
     assert set(config_maps(base)["tickerhub-common"]) <= field_names(CommonSettings)
     assert "API_KEYS" not in environment(base, service)  # keys come from the Secret only
@@ -393,11 +389,8 @@ def test_service_monitors_scrape_the_services_metrics(base: list[dict[str, Any]]
 
 def pod_env(base: list[dict[str, Any]], service: str, **local: str) -> dict[str, str]:
     """The container's environment, with what must differ on this machine (Redis, ports,
-    files, no Yahoo) replaced; unknown names from other branches dropped."""
-    env = environment(base, service)
-    for name in AWAITING - field_names(SETTINGS[service]):
-        env.pop(name, None)
-    return {**env, **local}
+    files, no Yahoo) replaced."""
+    return {**environment(base, service), **local}
 
 
 def http_probe(main: dict[str, Any], probe: str, port: int) -> int:

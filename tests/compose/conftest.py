@@ -27,6 +27,8 @@ from tickerhub_testkit.net import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVICES = ("redis", "poller", "api")
+# Containers per service: two pollers (one leads, one stands by: docs/deploy.md).
+REPLICAS = {"redis": 1, "poller": 2, "api": 1}
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -108,7 +110,16 @@ class Stack:
         return [json.loads(line) for line in out.splitlines() if line.strip()]
 
     def health(self) -> dict[str, str]:
-        return {c["Service"]: c.get("Health") or c.get("State", "") for c in self.containers()}
+        """Container name -> its health (or state, for a container without a check)."""
+        return {c["Name"]: c.get("Health") or c.get("State", "") for c in self.containers()}
+
+    def all_healthy(self) -> bool:
+        """Every service has its replicas, each healthy."""
+        containers = self.containers()
+        counts = {s: sum(c["Service"] == s for c in containers) for s in SERVICES}
+        return counts == REPLICAS and all(
+            (c.get("Health") or c.get("State")) == "healthy" for c in containers
+        )
 
     def logs(self) -> str:
         with contextlib.suppress(Exception):
@@ -119,10 +130,9 @@ class Stack:
         """Poll `docker compose ps` (one call at a time, off the event loop) until every
         service is healthy; a cancelled or timed-out test stops it at once."""
         deadline = time.monotonic() + limit
-        while (health := await asyncio.to_thread(self.health)) != dict.fromkeys(
-            SERVICES, "healthy"
-        ):
+        while not await asyncio.to_thread(self.all_healthy):
             if time.monotonic() > deadline:
+                health = await asyncio.to_thread(self.health)
                 logs = await asyncio.to_thread(self.logs)
                 raise AssertionError(f"not all healthy after {limit:.0f} s: {health}\n{logs}")
             await asyncio.sleep(1)

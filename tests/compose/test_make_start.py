@@ -20,7 +20,7 @@ import orjson
 import pytest
 import websockets
 
-from .conftest import SERVICES, Stack
+from .conftest import REPLICAS, SERVICES, Stack
 
 pytestmark = [pytest.mark.compose, pytest.mark.integration, pytest.mark.timeout(1200)]
 
@@ -105,12 +105,17 @@ async def converged(http: httpx.AsyncClient, client: Client) -> bool:
 
 
 def root_processes(stack: Stack, service: str) -> list[str]:
-    """The service container's processes running as root (numeric uid, as the host sees it)."""
-    container = stack.compose("ps", "-q", service).stdout.strip()
-    top = stack.run("docker", "top", container, "-eo", "pid,uid,args", check=True).stdout
-    rows = [line.split(None, 2) for line in top.splitlines()[1:] if line.strip()]
-    assert rows, f"no processes in {service}: {top}"
-    return [" ".join(row) for row in rows if row[1] == "0"]
+    """The service containers' processes running as root (numeric uid, as the host sees
+    it); every replica's (the pollers are two)."""
+    containers = stack.compose("ps", "-q", service).stdout.split()
+    assert len(containers) == REPLICAS[service], containers
+    found = []
+    for container in containers:
+        top = stack.run("docker", "top", container, "-eo", "pid,uid,args", check=True).stdout
+        rows = [line.split(None, 2) for line in top.splitlines()[1:] if line.strip()]
+        assert rows, f"no processes in {service}: {top}"
+        found += [" ".join(row) for row in rows if row[1] == "0"]
+    return found
 
 
 async def test_make_start_serves_rides_out_a_redis_restart_and_make_stop_ends_cleanly(
@@ -180,9 +185,11 @@ async def test_make_start_serves_rides_out_a_redis_restart_and_make_stop_ends_cl
             await ws.close()
 
     assert client.close_code == 1001, (client.close_code, client.error)
-    exits = {}
+    exits: dict[str, list[str]] = {}
     for line in died.splitlines():
         attributes = json.loads(line)["Actor"]["Attributes"]
-        exits[attributes["com.docker.compose.service"]] = attributes["exitCode"]
-    assert exits == dict.fromkeys(SERVICES, "0"), exits
+        exits.setdefault(attributes["com.docker.compose.service"], []).append(
+            attributes["exitCode"]
+        )
+    assert exits == {s: ["0"] * n for s, n in REPLICAS.items()}, exits
     assert stack.containers() == []

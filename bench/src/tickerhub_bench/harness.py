@@ -71,6 +71,9 @@ def next_change(quote: dict[str, Any], rng: random.Random) -> dict[str, Any]:
     return changed
 
 
+HEARTBEAT_TTL = 6 * 3600.0  # longer than any bench run
+
+
 class Injector:
     """Publishes ``rate`` updates/s through ``PUBLISH_DIFF_LUA``, recording publish times."""
 
@@ -91,6 +94,9 @@ class Injector:
     async def seed(self) -> None:
         await self.redis.flushall()
         await self.store.reset(0, {s: orjson.dumps(q) for s, q in self.quotes.items()})
+        # Say a producer is alive, as the poller does, for the whole run: without it the
+        # api serves every quote stale (and tells every client) while the bench is quiet.
+        await self.store.beat(ttl=HEARTBEAT_TTL)
         self.seq = 0
 
     def final_seqs(self) -> dict[str, int]:

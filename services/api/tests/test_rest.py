@@ -169,8 +169,20 @@ def test_health_and_ready(client: TestClient) -> None:
 
 
 def test_readyz_tells_whether_the_producer_is_alive(client: TestClient, redis_server: Any) -> None:
-    # seed() wrote through the store but no producer heartbeat: nobody says it is alive.
-    assert client.get("/readyz").json()["producer_age_s"] is None
+    # seed()'s producer said it is alive; its heartbeat gone, nobody does.
+    async def silence() -> None:
+        redis = Redis.from_url(redis_server.url)
+        try:
+            await redis.delete(RedisKeys().producer_heartbeat)
+        finally:
+            await redis.aclose()
+
+    asyncio.run(silence())
+    eventually_blocking(
+        lambda: client.get("/readyz").json()["producer_age_s"] is None,
+        "readyz reports no heartbeat",
+        limit=5,
+    )
 
     async def beat() -> None:
         redis = Redis.from_url(redis_server.url)

@@ -33,12 +33,14 @@ def settings(url: str, **overrides: Any) -> PollerSettings:
         "tickers": SYMBOLS,
         "poll_freq": 3600,
         "news_interval": 0,
+        "lease_ttl": 60,  # parts driven by hand below: the lease must outlast the test
     }
     return PollerSettings(_env_file=None, **{**base, **overrides})
 
 
 async def one_cycle(poller: Poller) -> None:
     """Every ticker polls once, concurrently, as their tasks do at start."""
+    assert await poller.leadership.try_take()  # only the lease holder may write
     await poller.publisher.load()
     await asyncio.gather(*(t.poll_once() for t in poller.tickers))
     await poller.publisher.flush()
@@ -87,6 +89,7 @@ async def test_restart_over_yfinance_publishes_nothing_spurious(
         source = YFinanceSource(max_batch=50, timeout=5, session=yahoo.session)
         poller = Poller(settings(redis_server.url, tickers=symbols), redis, source)
         await one_cycle(poller)
+        await poller.leadership.release()  # as a stopping poller does
         await source.aclose()
     assert await redis.get("prices:seq") == b"1"
     prices = cast("dict[bytes, bytes]", await redis.hgetall("prices"))  # no decode_responses

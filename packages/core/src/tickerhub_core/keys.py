@@ -35,6 +35,12 @@ class RedisKeys:
         return f"{self.prefix}prices:heartbeat"
 
     @property
+    def poller_lease(self) -> str:
+        """STRING with a TTL: the token of the poller that leads (publishes); only its
+        holder renews or deletes it (``tickerhub_poller.lease``)."""
+        return f"{self.prefix}poller:lease"
+
+    @property
     def prices_channel(self) -> str:
         """Pub/sub channel carrying ``diff`` and ``reset`` messages."""
         return f"{self.prefix}price-diffs"

@@ -11,6 +11,8 @@ from tickerhub_core.keys import RedisKeys
 from tickerhub_core.models import NewsItem, make_quote
 from tickerhub_core.store import SnapshotStore
 
+HEARTBEAT_TTL = 300.0  # the poller's is 30 s; longer here, so a slow test stays "alive"
+
 
 def full_quote(symbol: str, seq: int, **fields: Any) -> dict[str, Any]:
     return {**make_quote(symbol, **fields), "seq": seq, "stale": False}
@@ -41,6 +43,9 @@ class Producer:
         full = {s: wire.dumps(self.quotes[s]) for s in changes}
         result = await self.store.publish_diff(self.seq, wire.diff_message(seq, data), full)
         assert result.ok, result
+        # A live producer says so (docs/protocol.md): without it the api serves every
+        # quote stale once the heartbeat is gone.
+        await self.store.beat(ttl=HEARTBEAT_TTL)
         self.seq = seq
         return seq
 

@@ -199,6 +199,12 @@ def _subscription_families(hub: Any) -> Iterable[Metric]:
     )
     up.add_metric([], 1 if hub.ready else 0)
     yield up
+    stale = GaugeMetricFamily(
+        "tickerhub_quotes_stale",
+        "1 while no producer is alive and every quote is served stale (stream/liveness.py).",
+    )
+    stale.add_metric([], 1 if hub.liveness.quotes_stale else 0)
+    yield stale
 
 
 def _http_families(http: HttpCounts) -> Iterable[Metric]:

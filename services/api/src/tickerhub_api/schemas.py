@@ -86,10 +86,17 @@ class Readiness(BaseModel):
         "it has been silent for 30 s or more (stopped or dead: quotes may be stale). "
         "Informational: the api serves what Redis holds either way.",
     )
+    quotes_stale: bool = Field(
+        default=False,
+        description="No producer is alive (its heartbeat expired and no diff came since): "
+        "every quote is served and pushed with stale: true until one is back. The api "
+        "stays ready: restarting it would not help.",
+    )
     note: str | None = Field(
         default=None,
         description="Set while no producer has ever written a snapshot (symbols: 0): the "
-        "api is ready (restarting it would not help) and streams once the poller writes.",
+        "api is ready (restarting it would not help) and streams once the poller writes; "
+        "or while quotes_stale is true, saying so.",
     )
 
 
@@ -153,6 +160,11 @@ class ApiState(BaseModel):
     connections: int = Field(description="Open WebSocket connections in this process.")
     producer_age_s: float | None = Field(
         default=None, description="Seconds since the producer's Redis heartbeat (as /readyz)."
+    )
+    quotes_stale: bool = Field(
+        default=False,
+        description="No producer is alive (its heartbeat expired): every quote is served "
+        "with stale: true (as /readyz).",
     )
 
 

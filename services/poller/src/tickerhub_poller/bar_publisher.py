@@ -80,6 +80,11 @@ class BarPublisher:
         self.builder.load(bars)
         log.info("loaded %d bars of %d symbols", len(bars), len(self._symbols))
 
+    def discard_unsent(self) -> None:
+        """Forget bars a write failed for: taken in an earlier term as leader, they are
+        older than what the leader since wrote (a poller leading again, ``lease.py``)."""
+        self._unsent.clear()
+
     async def run(self) -> None:
         while True:
             await asyncio.sleep(TICK_SECONDS)

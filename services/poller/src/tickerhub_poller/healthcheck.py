@@ -1,8 +1,10 @@
 """Container healthcheck: ``python -m tickerhub_poller.healthcheck``.
 
 The poller has no HTTP port, so its publisher touches ``HEARTBEAT_FILE`` each
-time it has confirmed Redis holds its snapshot (at least every 5 s). Healthy
-means: that happened within ``MAX_AGE`` seconds.
+time it has confirmed Redis holds its snapshot (at least every 5 s), and a standby
+poller (another one holds the lease) each time it has reloaded the snapshot from
+Redis (every ``LEASE_TTL``): alive and ready to lead is healthy. Healthy means:
+that happened within ``MAX_AGE`` seconds.
 """
 
 from __future__ import annotations

@@ -108,6 +108,19 @@ class PollerCollector(Collector):
                 for value in STATES:  # every state, so an alert sees 0 -> 1
                     state.add_metric([name, value], 1 if current == value else 0)
             yield state
+        leadership = getattr(poller, "leadership", None)
+        if leadership is not None:
+            leader = GaugeMetricFamily(
+                "tickerhub_poller_leader",
+                "1 while this poller holds the lease and publishes; 0 on standby.",
+            )
+            leader.add_metric([], 1 if leadership.leading else 0)
+            yield leader
+            terms = CounterMetricFamily(
+                "tickerhub_poller_lease_acquisitions", "Times this poller took the lease."
+            )
+            terms.add_metric([], leadership.terms)
+            yield terms
 
         stream = getattr(poller, "stream_stats", None)
         if stream is not None:

@@ -83,6 +83,13 @@ class PollerSettings(CommonSettings):
         description="Seconds without a stream frame, while a subscribed market is open, "
         "before reconnecting.",
     )
+    lease_ttl: float = Field(
+        default=5.0,
+        ge=0.5,
+        le=60,
+        description="Seconds the leader's Redis lease lasts: with several pollers, one "
+        "publishes and a standby takes over within about this long after it dies.",
+    )
     sim_seed: int = Field(default=42, description="Seed of the simulated random walk.")
     sim_volatility: float = Field(
         default=0.001, ge=0, description="Simulated per-tick relative price move (stdev)."

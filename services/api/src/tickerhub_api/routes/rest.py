@@ -299,6 +299,11 @@ EMPTY_SNAPSHOT_NOTE = (
     "no quotes yet: no producer has written a snapshot to Redis (is the poller running?)"
 )
 
+NO_PRODUCER_NOTE = (
+    "no producer is alive (the poller's heartbeat expired): every quote is served as "
+    "stale until one is back"
+)
+
 
 @router.get(
     "/readyz",
@@ -320,8 +325,11 @@ async def readyz(reads: ReadsDep, probe: ProbeDep) -> Any:
         "symbols": status.symbols,
         "connections": status.connections,
         "producer_age_s": None if beat is None else max(0.0, (wire.now_ms() - beat) / 1000),
+        "quotes_stale": status.quotes_stale,
     }
     if status.ready and status.symbols == 0:
         # Still ready: the api works and restarting it cannot help; the data is missing.
         body["note"] = EMPTY_SNAPSHOT_NOTE
+    elif status.quotes_stale:
+        body["note"] = NO_PRODUCER_NOTE
     return JSONResponse(body, status_code=200 if ready else 503)

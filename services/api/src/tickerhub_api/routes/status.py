@@ -128,5 +128,6 @@ async def status(
             "symbols": hub.symbols,
             "connections": hub.connections,
             "producer_age_s": None if beat is None else max(0.0, (wire.now_ms() - beat) / 1000),
+            "quotes_stale": hub.quotes_stale,
         },
     )

@@ -22,6 +22,7 @@ from redis.asyncio import Redis
 from tickerhub_api.stream.connection import Connection
 from tickerhub_api.stream.fastpath import FastChannel
 from tickerhub_api.stream.flusher import Flusher
+from tickerhub_api.stream.liveness import Liveness
 from tickerhub_api.stream.mirror import Mirror
 from tickerhub_api.stream.news import NewsStream
 from tickerhub_api.stream.policy import ConnectionPolicy
@@ -60,6 +61,7 @@ class Hub:
         self.subscription = Subscription(
             redis, keys, self.snapshots, self.mirror, self.prices, self.news
         )
+        self.liveness = Liveness(self.mirror, self.prices, self.snapshots)
         self._tasks: list[asyncio.Task[None]] = []
 
     @property
@@ -103,6 +105,7 @@ class Hub:
         self._tasks = [
             asyncio.create_task(self.subscription.run(), name="hub-subscription"),
             asyncio.create_task(self._sweep(), name="hub-slow-client-sweep"),
+            asyncio.create_task(self.liveness.run(), name="hub-producer-liveness"),
         ]
 
     async def stop(self) -> None:

@@ -35,6 +35,9 @@ class Mirror:
         # once a newer diff was applied, an old seq means the sequence restarted
         # (Redis flushed and a producer began again from 1): reload.
         self._applied_since_load = False
+        # While no producer is alive (``liveness.py``): the symbols whose ``stale: true``
+        # is ours, not Redis's. None (the usual case) costs ``apply`` one attribute test.
+        self.forced_stale: set[str] | None = None
 
     def load(self, seq: int, quotes: Mapping[str, Quote], epoch: str = "") -> set[str]:
         """Replace everything; return the symbols whose quote differs (added, changed, gone).
@@ -43,6 +46,8 @@ class Mirror:
         client gets a snapshot carrying it.
         """
         fresh = {symbol: dict(quote) for symbol, quote in quotes.items()}
+        if self.forced_stale is not None:  # still no producer: what Redis holds is stale too
+            self.forced_stale = _force_stale(fresh, set())
         old = self._quotes
         if epoch != self.epoch:
             changed = set(fresh.keys() | old.keys())
@@ -64,8 +69,17 @@ class Mirror:
             return Step.NEXT
         return Step.GAP
 
-    def apply(self, seq: int, data: Mapping[str, Mapping[str, Any]]) -> None:
-        """Merge a diff (``check(seq)`` must have said NEXT). New symbols carry every field."""
+    def apply(
+        self, seq: int, data: Mapping[str, Mapping[str, Any]]
+    ) -> Mapping[str, Mapping[str, Any]]:
+        """Merge a diff (``check(seq)`` must have said NEXT). New symbols carry every field.
+
+        Returns the diff to fan out: ``data`` itself, unless quotes were marked stale for
+        want of a producer; this diff proves one is back, so it also carries
+        ``stale: false`` (and this seq) for each of them.
+        """
+        if self.forced_stale is not None:
+            data = self._revive(seq, data)
         quotes = self._quotes
         for symbol, fields in data.items():
             quote = quotes.get(symbol)
@@ -75,6 +89,49 @@ class Mirror:
                 quote.update(fields)
         self.seq = seq
         self._applied_since_load = True
+        return data
+
+    def mark_stale(self) -> dict[str, dict[str, Any]]:
+        """No producer is alive: serve every quote as ``stale`` until one is back (here and
+        in every later :meth:`load`). Returns the diff entries for the quotes it changed
+        (each keeps its own ``seq``: no producer made a new one)."""
+        forced = self.forced_stale if self.forced_stale is not None else set()
+        fresh = _force_stale(self._quotes, forced)
+        self.forced_stale = forced | fresh
+        return self._marks(fresh, stale=True)
+
+    def unmark_stale(self) -> dict[str, dict[str, Any]]:
+        """A producer is alive again: undo :meth:`mark_stale`; the diff entries to send."""
+        forced, self.forced_stale = self.forced_stale or set(), None
+        back = {s for s in forced if self._quotes.get(s, {}).get("stale")}
+        for symbol in back:
+            self._quotes[symbol]["stale"] = False
+        return self._marks(back, stale=False)
+
+    def _marks(self, symbols: set[str], *, stale: bool) -> dict[str, dict[str, Any]]:
+        if symbols:
+            self._full_frame = None  # same seq, different content
+            self._full_json = None
+        quotes = self._quotes
+        return {
+            s: {"symbol": s, "seq": quotes[s].get("seq", self.seq), "stale": stale}
+            for s in sorted(symbols)
+        }
+
+    def _revive(
+        self, seq: int, data: Mapping[str, Mapping[str, Any]]
+    ) -> Mapping[str, Mapping[str, Any]]:
+        forced, self.forced_stale = self.forced_stale or set(), None
+        merged = dict(data)
+        for symbol in forced:
+            fields = data.get(symbol)
+            if fields is not None and "stale" in fields:
+                continue  # the producer's own word on it
+            if symbol not in self._quotes:
+                continue
+            # This seq changed it as served: resumes from before it must include it.
+            merged[symbol] = {**(fields or {"symbol": symbol}), "seq": seq, "stale": False}
+        return merged
 
     def get(self, symbol: str) -> Quote | None:
         # the mirror merges diffs into plain dicts; each holds one Quote's fields
@@ -95,10 +152,16 @@ class Mirror:
         Exact, because each quote's ``seq`` is that of the diff that last changed it.
         """
         quotes = self._quotes
+        # Marked stale without a new seq (no producer): a resume must learn it anyway.
+        forced = self.forced_stale or ()
         if symbols is None:
-            return {s: q for s, q in quotes.items() if q.get("seq", 0) > seq}  # type: ignore[misc]
+            return {s: q for s, q in quotes.items() if q.get("seq", 0) > seq or s in forced}  # type: ignore[misc]
         found = (quotes.get(s) for s in symbols)
-        return {q["symbol"]: q for q in found if q is not None and q.get("seq", 0) > seq}  # type: ignore[misc]
+        return {
+            q["symbol"]: q  # type: ignore[misc]
+            for q in found
+            if q is not None and (q.get("seq", 0) > seq or q["symbol"] in forced)
+        }
 
     def view(self, symbols: Iterable[str] | None = None) -> dict[str, Quote]:
         """Copies are not needed: the result is encoded before the next diff is applied."""
@@ -120,3 +183,13 @@ class Mirror:
         if self._full_json is None or self._full_json[0] != self.seq:
             self._full_json = (self.seq, wire.dumps(self._quotes))
         return self._full_json[1]
+
+
+def _force_stale(quotes: Mapping[str, dict[str, Any]], forced: set[str]) -> set[str]:
+    """Set ``stale: true`` on every quote not stale yet; returns those symbols."""
+    marked = set()
+    for symbol, quote in quotes.items():
+        if not quote.get("stale") and symbol not in forced:
+            quote["stale"] = True
+            marked.add(symbol)
+    return marked

@@ -24,6 +24,7 @@ class HubStatus:
     symbols: int
     connections: int  # open WebSockets, prices and news
     epoch: str = ""  # of the snapshot served (GET /status shows it)
+    quotes_stale: bool = False  # no producer alive: every quote served stale (liveness.py)
 
 
 class Reads:
@@ -87,5 +88,10 @@ class Reads:
     def status(self) -> HubStatus:
         hub = self._hub
         return HubStatus(
-            hub.ready, hub.mirror.seq, len(hub.mirror), hub.connections, hub.mirror.epoch
+            hub.ready,
+            hub.mirror.seq,
+            len(hub.mirror),
+            hub.connections,
+            epoch=hub.mirror.epoch,
+            quotes_stale=hub.liveness.quotes_stale,
         )

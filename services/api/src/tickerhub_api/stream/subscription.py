@@ -229,7 +229,7 @@ class Subscription:
             log.info("seq gap: have %d, got %d; reloading", self.mirror.seq, seq)
             self.gaps += 1
             return "gap"
-        self.mirror.apply(seq, diff)
+        diff = self.mirror.apply(seq, diff)  # plus stale: false if no producer was alive
         ts = message.get("ts")
         if not self.timed:
             self.prices.publish_diff(seq, ts, diff)
