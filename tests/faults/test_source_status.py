@@ -43,6 +43,9 @@ class FakeYahooPoller(ServiceProcess):
             "LOG_LEVEL": "INFO",
             "METRICS_PORT": "0",
             "FAKE_YAHOO_STATE": str(state),
+            # The subject is polling; the push stream (its own entry, tested in
+            # services/poller/tests/test_poller_stream.py) would keep the state degraded.
+            "STREAM": "off",
         }
         super().__init__("poller", {**base, **env})
 
@@ -142,10 +145,16 @@ async def test_the_poller_without_network_says_down_once(redis_server: Any, proc
     assert error["message"].startswith("Yahoo unreachable: "), error
     assert "127.0.0.1" not in error["message"]
     output = poller.output()
+    # One line per condition: polling fails (not one per retry, feed, symbol, or from
+    # yfinance), and the push stream cannot connect (its own, also once).
     warnings = [line for line in output.splitlines() if " WARNING " in line]
-    assert len(warnings) == 1, output  # not one per retry, feed, symbol, or from yfinance
-    assert "tickerhub_poller.status: yfinance: Yahoo unreachable: " in warnings[0]
-    assert warnings[0].endswith("; retrying with backoff")
+    polling = [line for line in warnings if "tickerhub_poller.status:" in line]
+    stream = [line for line in warnings if "tickerhub_yahoo.streamer: stream:" in line]
+    assert len(polling) == 1, output
+    assert "tickerhub_poller.status: yfinance: Yahoo unreachable: " in polling[0]
+    assert polling[0].endswith("; retrying with backoff")
+    assert len(stream) <= 1, output
+    assert sorted(warnings) == sorted(polling + stream), output
     assert " yfinance: Cookie" not in output
     ready = await get_json(f"{api.http}/readyz")
     assert ready["status"] == "ready"  # /readyz stays about the api
