@@ -112,6 +112,9 @@ def main() -> int:
         children.append(subprocess.Popen([str(BIN / "poller")], env=env))
         children.append(subprocess.Popen([str(BIN / "api")], env=env))
         print(f"make run: http://localhost:{port}/tickers  ws://localhost:{port}/ws/prices")
+        print(
+            f"make run: board http://localhost:{port}/  source health http://localhost:{port}/status"
+        )
         print("make run: Ctrl-C stops everything", flush=True)
         while not stop.wait(0.5):
             if any(child.poll() is not None for child in children):
