@@ -50,8 +50,9 @@ async def test_resume_with_symbols_filters_and_states_the_watchlist(stream: Pric
     [answer] = drain(conn)
     assert answer["resumed"] is True
     assert answer["data"] == {"MSFT": quote("MSFT", 5)}
-    assert answer["watchlist"] == ["AAPL", "MSFT", "NEW"]
+    assert "watchlist" not in answer  # the URL form: no echo of what the client just sent
     assert answer["unknown"] == ["NEW"]
+    assert conn.watch == {"AAPL", "MSFT", "NEW"}  # the filter is set all the same
     # Up to date: an empty answer, still partial.
     [again] = drain(await opened(stream, {"since": "7", "epoch": "E1"}))
     assert (again["partial"], again["data"]) == (True, {})
@@ -147,11 +148,9 @@ async def test_resume_before_the_first_load_is_answered_by_it() -> None:
     mirror.load(7, {"AAPL": quote("AAPL", 3), "MSFT": quote("MSFT", 5)}, "E1")
     stream.resync(None)
     [answer] = drain(conn)
-    assert (answer["resumed"], answer["data"], answer["watchlist"]) == (
-        True,
-        {"MSFT": quote("MSFT", 5)},
-        ["MSFT"],
-    )
+    assert (answer["resumed"], answer["data"]) == (True, {"MSFT": quote("MSFT", 5)})
+    assert "watchlist" not in answer
+    assert "unknown" not in answer  # none unknown: not in the answer
 
 
 def test_parse_opening_accepts_good_values() -> None:

@@ -219,12 +219,17 @@ class PriceStream(Stream):
             reply = {"watchlist": listed(watch), "unknown": self._unknown(watch or ())}
         point, conn.resume_from = conn.resume_from, None
         if isinstance(point, ResumePoint):
-            self._answer_resume(conn, point, reply or {})
+            # The connect-time answer (the URL form, a reconnect) does not echo the
+            # watchlist back on a resumed answer.
+            self._answer_resume(conn, point, reply or {}, echo=False)
         else:
             self._queue_snapshot(conn, reply)
 
-    def _answer_resume(self, conn: Connection, point: ResumePoint, reply: dict[str, Any]) -> None:
+    def _answer_resume(
+        self, conn: Connection, point: ResumePoint, reply: dict[str, Any], echo: bool = True
+    ) -> None:
         """Only what changed after ``point`` if it is of this history, else a full snapshot.
+        ``echo``: a resumed answer carries ``reply`` (the watchlist) as it is.
 
         Exact without any log of past diffs: each quote carries the seq of the diff
         that last changed it, and the mirror is the snapshot at ``mirror.seq``.
@@ -243,10 +248,12 @@ class PriceStream(Stream):
                 "epoch": mirror.epoch,
                 "data": mirror.since(point.seq, conn.watch),
             }
-            # No watchlist echo: the client just sent it, and in a reconnect storm
-            # the envelope is a large share of a small answer. Unknown symbols only
-            # when there are some.
-            if reply.get("unknown"):
+            if echo:
+                message.update(reply)
+            elif reply.get("unknown"):
+                # The URL form (a reconnect): no watchlist echo, the client just sent
+                # it, and in a reconnect storm the envelope is a large share of a small
+                # answer. Unknown symbols only when there are some.
                 message["unknown"] = reply["unknown"]
             # The answer covers every change after point.seq: nothing pending is needed.
             conn.outbox.clear_pending()
