@@ -32,6 +32,7 @@ from tickerhub_api.stream.connection import Connection
 from tickerhub_api.stream.hub import Hub
 from tickerhub_api.stream.protocol import CAPACITY, UNKNOWN_SYMBOL, encode
 from tickerhub_api.stream.streams import KnownSymbols, Stream, listed
+from tickerhub_core.cancellation import honour_cancellation
 from tickerhub_core.interest import InterestStore, Outcome
 from tickerhub_core.logs import ConditionLog
 from tickerhub_core.models import Quote
@@ -173,6 +174,9 @@ class InterestRegistry:
             if refresh:
                 next_refresh = loop.time() + self._refresh
             await self.round(refresh)
+            # redis-py may have swallowed a cancel (shutdown): without this the
+            # timeout above would never end the task (tickerhub_core.cancellation).
+            honour_cancellation()
 
     async def round(self, refresh: bool) -> None:
         """One Redis call: send what is due, act on the answers."""

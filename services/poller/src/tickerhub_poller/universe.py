@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 from redis.exceptions import RedisError
 
+from tickerhub_core.cancellation import honour_cancellation
 from tickerhub_core.interest import InterestStore
 from tickerhub_core.logs import ConditionLog
 from tickerhub_poller.snapshot import Snapshot
@@ -149,6 +150,9 @@ class Universe:
                     self._redis_down.recovered()
                 except (RedisError, OSError) as exc:
                     self._redis_down.failed(f"cannot read the interest set ({exc})")
+                # redis-py may have swallowed a cancel (the leader deposed, shutdown):
+                # without this the timeout below never ends the task (cancellation.py).
+                honour_cancellation()
                 try:
                     async with asyncio.timeout(REFRESH):
                         await self._wake.wait()
