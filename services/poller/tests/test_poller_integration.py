@@ -144,6 +144,9 @@ def test_news_is_written_back_when_redis_comes_back_empty(own_redis_server) -> N
         client: Any = redis.Redis.from_url(own_redis_server.url)
         try:
             eventually_blocking(lambda: client.zcard("news") > 0, "news stored", limit=30)
+            # The write-back follows the prices' (Redis behind the poller's seq): with no
+            # diff committed yet there is nothing for Redis to be behind.
+            eventually_blocking(lambda: int(client.get("prices:seq") or 0) > 0, "a diff", limit=30)
             before = {m.decode() for m in client.zrange("news", 0, -1)}
             own_redis_server.restart()  # empty: it persists nothing
             client = redis.Redis.from_url(own_redis_server.url)
