@@ -11,20 +11,14 @@ import orjson
 import pytest
 
 from tickerhub_poller.batcher import QuoteBatcher
+from tickerhub_poller.source_status import SourceStatus, overall
 from tickerhub_poller.sources.base import (
     NoDataError,
     RateLimitedError,
     SourceError,
     SourceUnavailableError,
 )
-from tickerhub_poller.status import (
-    DOWN_AFTER_SECONDS,
-    SourceHealth,
-    SourceStatus,
-    overall,
-    scrub,
-    state_of,
-)
+from tickerhub_poller.status import DOWN_AFTER_SECONDS, SourceHealth, scrub, state_of
 from tickerhub_poller.status_writer import StatusWriter
 
 

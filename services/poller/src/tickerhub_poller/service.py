@@ -27,8 +27,8 @@ from tickerhub_poller.news import NewsPoller
 from tickerhub_poller.publisher import Publisher
 from tickerhub_poller.settings import PollerSettings
 from tickerhub_poller.snapshot import Snapshot
+from tickerhub_poller.source_status import SourceStatus
 from tickerhub_poller.sources.base import QuoteSource
-from tickerhub_poller.status import SourceStatus
 from tickerhub_poller.status_writer import StatusWriter
 from tickerhub_poller.tickers import TickerTask
 from tickerhub_poller.universe import OnDemandTask, Universe

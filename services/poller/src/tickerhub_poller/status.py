@@ -2,9 +2,10 @@
 
 Each source is a :class:`SourceHealth` fed with outcomes where they are already
 observed: the quote batcher's per-request count (the seam ``/metrics`` counts
-``tickerhub_poller_source_requests`` at) and each news fetch. :class:`SourceStatus`
-holds them and renders the document :class:`~tickerhub_poller.status_writer.StatusWriter`
-keeps in Redis (``source:status``, docs/protocol.md) for the api's ``GET /status``.
+``tickerhub_poller_source_requests`` at) and each news fetch.
+:class:`~tickerhub_poller.source_status.SourceStatus` holds them and renders the
+document :class:`~tickerhub_poller.status_writer.StatusWriter` keeps in Redis
+(``source:status``, docs/protocol.md) for the api's ``GET /status``.
 
 The rule (:func:`state_of`), per source:
 
@@ -30,11 +31,9 @@ query strings (crumbs, keys), no cookies or tokens. Pure logic: no I/O here.
 from __future__ import annotations
 
 import logging
-import os
 import re
-import socket
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any, Literal
 
 from tickerhub_core.logs import ConditionLog
@@ -239,113 +238,3 @@ class SourceHealth:
             return scrub(error)
         text = scrub(str(error)) or type(error).__name__
         return f"{text} ({type(error).__name__})"
-
-
-def overall(states: Iterable[State]) -> State:
-    """The hub's data state from its sources': ``ok`` if every source reporting is ok,
-    ``down`` if every one is down, else ``degraded`` (data flows through one of them)."""
-    known = [s for s in states if s != "unknown"]
-    if not known:
-        return "unknown"
-    if all(s == "ok" for s in known):
-        return "ok"
-    if all(s == "down" for s in known):
-        return "down"
-    return "degraded"
-
-
-def _no_on_demand() -> int:
-    return 0
-
-
-class SourceStatus:
-    """Every source's health and what is polled, rendered as the status document.
-
-    ``static_symbols``: how many ``TICKERS`` are polled. ``on_demand_symbols``: a
-    callable giving how many symbols are polled because clients asked (the
-    on-demand feature wires its count here; 0 without it). ``failing_symbols``:
-    how many symbols' last quote batch failed (the batcher's count).
-    """
-
-    def __init__(
-        self,
-        source_name: str,
-        static_symbols: int,
-        on_demand_symbols: Callable[[], int] = _no_on_demand,
-        failing_symbols: Callable[[], int] | None = None,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self.source_name = source_name
-        self.static_symbols = static_symbols
-        self.on_demand_symbols = on_demand_symbols
-        self._clock = clock
-        self.started_at = clock()
-        self.sources: dict[str, SourceHealth] = {}
-        self.poll = self.track("poll", log_conditions=True, failing_symbols=failing_symbols)
-        self.on_change: Callable[[], None] | None = None
-
-    def track(
-        self,
-        name: str,
-        *,
-        log_conditions: bool = False,
-        failing_symbols: Callable[[], int] | None = None,
-    ) -> SourceHealth:
-        """Register (or return) source ``name``: ``"stream"`` for the push stream.
-
-        A source appears in the document from registration on (``unknown`` until
-        it reports). ``log_conditions``: log entering/leaving ``down`` here; off by
-        default for sources that log their own conditions (the stream does).
-        """
-        health = self.sources.get(name)
-        if health is None:
-            label = self.source_name if name == "poll" else f"{self.source_name} {name}"
-            health = SourceHealth(
-                name,
-                label,
-                log_conditions=log_conditions,
-                failing_symbols=failing_symbols,
-                clock=self._clock,
-            )
-            health.on_change = self._changed
-            self.sources[name] = health
-        return health
-
-    def report(
-        self,
-        source: str,
-        event: Literal["connected", "disconnected", "tick", "error"],
-        error: BaseException | str | None = None,
-    ) -> None:
-        """One event of source ``source`` (registered on first use), for callers that
-        prefer one entry point: ``report("stream", "connected")``, ``report("stream",
-        "error", exc)`` for a failed connect attempt, ``report("stream", "disconnected",
-        exc_or_None)``, ``report("stream", "tick")``. Same as the :class:`SourceHealth`
-        methods of ``track(source)``."""
-        health = self.track(source)
-        if event == "connected":
-            health.connected()
-        elif event == "disconnected":
-            health.disconnected(error)
-        elif event == "tick":
-            health.tick()
-        else:
-            health.failed(error if error is not None else "error")
-
-    def _changed(self) -> None:
-        if self.on_change is not None:
-            self.on_change()
-
-    def document(self) -> dict[str, Any]:
-        """The status document (docs/protocol.md, ``source:status``)."""
-        sources = {name: health.document() for name, health in self.sources.items()}
-        return {
-            "state": overall(s["state"] for s in sources.values()),
-            "source": self.source_name,
-            "host": socket.gethostname(),
-            "pid": os.getpid(),
-            "started_at": iso_utc(self.started_at),
-            "written_at": iso_utc(self._clock()),
-            "symbols": {"static": self.static_symbols, "on_demand": self.on_demand_symbols()},
-            "sources": sources,
-        }

@@ -19,7 +19,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from tickerhub_core.cancellation import honour_cancellation
-from tickerhub_poller.status import SourceStatus
+from tickerhub_poller.source_status import SourceStatus
 
 log = logging.getLogger(__name__)
 
