@@ -23,11 +23,8 @@ import websockets
 from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
 
-from tickerhub_testkit.processes import ApiProcess, ServiceProcess
-from tickerhub_testkit.wait import eventually_blocking
-
-from .conftest import TICKERS, poller_process
-from .test_rest_schema import HOSTILE_SYMBOLS, Hub
+from .conftest import TICKERS
+from .test_rest_schema import HOSTILE_SYMBOLS, Hub, run_hub
 
 pytestmark = pytest.mark.integration
 
@@ -38,37 +35,16 @@ ON_DEMAND_KEYS = {b"interest", b"interest:unknown", b"interest:config"}
 
 @pytest.fixture(scope="module")
 def hub(_session_redis: Any) -> Iterator[Hub]:
-    _session_redis.start()
-    _session_redis.flush()
-    procs: list[ServiceProcess] = [
-        poller_process(
-            _session_redis.url,
-            SIM_VOLATILITY="0",
-            NEWS_INTERVAL="3600",
-            MAX_SYMBOLS=str(len(TICKERS) + ROOM),
-        ).start()
-    ]
-    api = ApiProcess(
-        _session_redis.url,
-        WS_MAX_MESSAGES_PER_SECOND="0",
-        LOG_LEVEL="WARNING",
-        ON_DEMAND_WAIT="0.3",
-    ).start()
-    procs.append(api)
-    try:
-        api.wait_ready()
-        hub = Hub(api, _session_redis.url)
-        eventually_blocking(
-            lambda: (
-                hub.redis.hlen("prices") == len(TICKERS) and hub.redis.exists("interest:config")
-            ),
-            "prices in Redis and the poller's on-demand config",
-        )
+    with run_hub(
+        _session_redis,
+        lambda hub: (
+            hub.redis.hlen("prices") == len(TICKERS) and bool(hub.redis.exists("interest:config"))
+        ),
+        "prices in Redis and the poller's on-demand config",
+        poller_env={"MAX_SYMBOLS": str(len(TICKERS) + ROOM)},
+        api_env={"ON_DEMAND_WAIT": "0.3"},
+    ) as hub:
         yield hub
-        hub.redis.close()
-    finally:
-        for proc in reversed(procs):
-            proc.stop()
 
 
 def allowed_new_keys(hub: Hub) -> set[bytes]:

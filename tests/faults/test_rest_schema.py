@@ -12,7 +12,8 @@ allows exactly the documented on-demand keys (hostile symbols still create nothi
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+import contextlib
+from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import quote
 
@@ -64,34 +65,49 @@ class Hub:
         return set(self.redis.keys("*"))
 
 
-@pytest.fixture(scope="module")
-def hub(_session_redis: Any) -> Iterator[Hub]:
-    _session_redis.start()
-    _session_redis.flush()
+@contextlib.contextmanager
+def run_hub(
+    session_redis: Any,
+    ready: Callable[[Hub], bool],
+    what: str,
+    poller_env: dict[str, str],
+    api_env: dict[str, str],
+) -> Iterator[Hub]:
+    """A poller (simulated, quiet) and an api on the emptied session Redis, until
+    ``ready(hub)``; both stopped on the way out."""
+    session_redis.start()
+    session_redis.flush()
     procs: list[ServiceProcess] = [
         poller_process(
-            _session_redis.url, SIM_VOLATILITY="0", NEWS_INTERVAL="3600", ON_DEMAND="false"
+            session_redis.url, SIM_VOLATILITY="0", NEWS_INTERVAL="3600", **poller_env
         ).start()
     ]
     api = ApiProcess(
-        _session_redis.url,
-        WS_MAX_MESSAGES_PER_SECOND="0",
-        LOG_LEVEL="WARNING",
-        ON_DEMAND="false",
+        session_redis.url, WS_MAX_MESSAGES_PER_SECOND="0", LOG_LEVEL="WARNING", **api_env
     ).start()
     procs.append(api)
     try:
         api.wait_ready()
-        hub = Hub(api, _session_redis.url)
-        eventually_blocking(
-            lambda: hub.redis.hlen("prices") == len(TICKERS) and hub.redis.zcard("news") > 0,
-            "prices and news in Redis",
-        )
+        hub = Hub(api, session_redis.url)
+        eventually_blocking(lambda: ready(hub), what)
         yield hub
         hub.redis.close()
     finally:
         for proc in reversed(procs):
             proc.stop()
+
+
+@pytest.fixture(scope="module")
+def hub(_session_redis: Any) -> Iterator[Hub]:
+    fixed = {"ON_DEMAND": "false"}
+    with run_hub(
+        _session_redis,
+        lambda hub: hub.redis.hlen("prices") == len(TICKERS) and hub.redis.zcard("news") > 0,
+        "prices and news in Redis",
+        poller_env=fixed,
+        api_env=fixed,
+    ) as hub:
+        yield hub
 
 
 def operations(hub: Hub) -> list[Any]:
