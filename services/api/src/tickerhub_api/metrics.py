@@ -153,17 +153,16 @@ def _stream_families(hub: Any) -> Iterable[Metric]:
     yield from (open_, connects, disconnects, received, errors, conflated)
 
     flusher, asgi = hub.flusher, hub.asgi_sent
-    frames = CounterMetricFamily(
-        "tickerhub_ws_messages_sent", "WebSocket messages sent to clients (all endpoints)."
+    yield CounterMetricFamily(
+        "tickerhub_ws_messages_sent",
+        "WebSocket messages sent to clients (all endpoints).",
+        value=flusher.frames_sent + asgi.frames_sent,
     )
-    frames.add_metric([], flusher.frames_sent + asgi.frames_sent)
-    yield frames
-    sent = CounterMetricFamily(
+    yield CounterMetricFamily(
         "tickerhub_ws_sent_bytes",
         "Bytes of WebSocket messages sent (framing included on the fast path).",
+        value=flusher.bytes_sent + asgi.bytes_sent,
     )
-    sent.add_metric([], flusher.bytes_sent + asgi.bytes_sent)
-    yield sent
 
 
 def _subscription_families(hub: Any) -> Iterable[Metric]:
@@ -178,14 +177,14 @@ def _subscription_families(hub: Any) -> Iterable[Metric]:
         "Wall-clock time from the producer's publish (the diff's ts) to its fan-out here.",
         sub.lag_seconds,
     )
-    seq = GaugeMetricFamily("tickerhub_seq", "The seq of the snapshot this process holds.")
-    seq.add_metric([], hub.mirror.seq)
-    yield seq
-    gaps = CounterMetricFamily(
-        "tickerhub_seq_gaps", "Diffs whose seq was not the next one (each causes a reload)."
+    yield GaugeMetricFamily(
+        "tickerhub_seq", "The seq of the snapshot this process holds.", value=hub.mirror.seq
     )
-    gaps.add_metric([], sub.gaps)
-    yield gaps
+    yield CounterMetricFamily(
+        "tickerhub_seq_gaps",
+        "Diffs whose seq was not the next one (each causes a reload).",
+        value=sub.gaps,
+    )
     reloads = CounterMetricFamily(
         "tickerhub_snapshot_reloads",
         "Snapshot loads from Redis, by reason (subscribe, gap, reset, reconnect, behind).",
@@ -194,17 +193,16 @@ def _subscription_families(hub: Any) -> Iterable[Metric]:
     for reason, count in sorted(sub.reload_reasons.items()):
         reloads.add_metric([reason], count)
     yield reloads
-    up = GaugeMetricFamily(
-        "tickerhub_redis_up", "1 while the Redis subscription is up and the snapshot loaded."
+    yield GaugeMetricFamily(
+        "tickerhub_redis_up",
+        "1 while the Redis subscription is up and the snapshot loaded.",
+        value=1 if hub.ready else 0,
     )
-    up.add_metric([], 1 if hub.ready else 0)
-    yield up
-    stale = GaugeMetricFamily(
+    yield GaugeMetricFamily(
         "tickerhub_quotes_stale",
         "1 while no producer is alive and every quote is served stale (stream/liveness.py).",
+        value=1 if hub.liveness.quotes_stale else 0,
     )
-    stale.add_metric([], 1 if hub.liveness.quotes_stale else 0)
-    yield stale
 
 
 def _http_families(http: HttpCounts) -> Iterable[Metric]:

@@ -59,14 +59,14 @@ class PollerCollector(Collector):
         age = GaugeMetricFamily(
             "tickerhub_poller_oldest_quote_age_seconds",
             "Seconds since the least recently refreshed symbol last got a good quote.",
+            value=max((now - t.fresh_at for t in tickers), default=0.0),
         )
-        age.add_metric([], max((now - t.fresh_at for t in tickers), default=0.0))
         yield age
-        stale = GaugeMetricFamily(
-            "tickerhub_poller_stale_symbols", "Symbols currently marked stale (missed cycles)."
+        yield GaugeMetricFamily(
+            "tickerhub_poller_stale_symbols",
+            "Symbols currently marked stale (missed cycles).",
+            value=sum(1 for t in tickers if t.stale),
         )
-        stale.add_metric([], sum(1 for t in tickers if t.stale))
-        yield stale
         polled = GaugeMetricFamily(
             "tickerhub_poller_symbols",
             "Symbols polled: static (TICKERS) or on_demand (asked for by clients).",
@@ -77,24 +77,25 @@ class PollerCollector(Collector):
         yield polled
 
         publisher = poller.publisher
-        published = CounterMetricFamily(
-            "tickerhub_poller_diffs_published", "Diffs written to Redis and published."
+        yield CounterMetricFamily(
+            "tickerhub_poller_diffs_published",
+            "Diffs written to Redis and published.",
+            value=publisher.published,
         )
-        published.add_metric([], publisher.published)
-        yield published
-        conflicts = CounterMetricFamily(
+        yield CounterMetricFamily(
             "tickerhub_poller_publish_conflicts",
             "Publishes refused by the compare-and-set on the seq (another producer wrote); "
             "each is retried after a reload.",
+            value=publisher.conflicts,
         )
-        conflicts.add_metric([], publisher.conflicts)
-        yield conflicts
-        seq = GaugeMetricFamily("tickerhub_poller_seq", "The seq this poller last published.")
-        seq.add_metric([], poller.snapshot.seq)
-        yield seq
-        up = GaugeMetricFamily("tickerhub_poller_redis_up", "0 while writes to Redis fail.")
-        up.add_metric([], 1 if publisher.redis_up else 0)
-        yield up
+        yield GaugeMetricFamily(
+            "tickerhub_poller_seq", "The seq this poller last published.", value=poller.snapshot.seq
+        )
+        yield GaugeMetricFamily(
+            "tickerhub_poller_redis_up",
+            "0 while writes to Redis fail.",
+            value=1 if publisher.redis_up else 0,
+        )
 
         status = getattr(poller, "status", None)
         if status is not None:
@@ -110,30 +111,29 @@ class PollerCollector(Collector):
             yield state
         leadership = getattr(poller, "leadership", None)
         if leadership is not None:
-            leader = GaugeMetricFamily(
+            yield GaugeMetricFamily(
                 "tickerhub_poller_leader",
                 "1 while this poller holds the lease and publishes; 0 on standby.",
+                value=1 if leadership.leading else 0,
             )
-            leader.add_metric([], 1 if leadership.leading else 0)
-            yield leader
-            terms = CounterMetricFamily(
-                "tickerhub_poller_lease_acquisitions", "Times this poller took the lease."
+            yield CounterMetricFamily(
+                "tickerhub_poller_lease_acquisitions",
+                "Times this poller took the lease.",
+                value=leadership.terms,
             )
-            terms.add_metric([], leadership.terms)
-            yield terms
 
         stream = getattr(poller, "stream_stats", None)
         if stream is not None:
-            connected = GaugeMetricFamily(
-                "tickerhub_poller_stream_connected", "1 while the streaming source is connected."
+            yield GaugeMetricFamily(
+                "tickerhub_poller_stream_connected",
+                "1 while the streaming source is connected.",
+                value=1 if stream.connected else 0,
             )
-            connected.add_metric([], 1 if stream.connected else 0)
-            yield connected
-            ticks = CounterMetricFamily(
-                "tickerhub_poller_stream_ticks", "Ticks received from the streaming source."
+            yield CounterMetricFamily(
+                "tickerhub_poller_stream_ticks",
+                "Ticks received from the streaming source.",
+                value=stream.ticks,
             )
-            ticks.add_metric([], stream.ticks)
-            yield ticks
             ignored = CounterMetricFamily(
                 "tickerhub_poller_stream_ignored_frames",
                 "Stream frames ignored (undecodable, no price, a symbol not subscribed), by kind.",
