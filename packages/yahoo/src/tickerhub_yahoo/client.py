@@ -9,6 +9,9 @@ yfinance 1.7 internals used here (the version is bounded below 1.8 in
   checked by us), ``cache_get`` (an expiry-less ``lru_cache`` that ``history``
   uses for past ranges, cleared after every history fetch) and ``_session``.
 * ``yfinance.cache.get_tz_cache()``: ``lookup``/``store`` of a symbol's timezone.
+* ``yfinance.cache``'s ``_TzCacheManager._tz_cache``, ``_CookieCacheManager._Cookie_cache``
+  and ``_ISINCacheManager._isin_cache``: replaced by in-memory caches (see
+  :func:`use_memory_caches`), and the ``lookup``/``store`` shapes yfinance expects.
 * the texts of yfinance's repeating warnings, folded by :mod:`tickerhub_yahoo.logfold`
   (installed by :func:`load`; each successful call here ends an episode).
 
@@ -23,6 +26,7 @@ never loads yfinance and pandas). Importing this module imports neither.
 
 from __future__ import annotations
 
+import pickle
 import threading
 import warnings
 from collections.abc import Sequence
@@ -64,6 +68,62 @@ def load() -> ModuleType:
     return _yfinance
 
 
+class MemoryCache:
+    """A thread-safe in-process stand-in for one of yfinance's SQLite key/value caches.
+
+    yfinance keeps timezones, its cookie and ISIN lookups in SQLite files under
+    the user's cache directory, one connection per thread, each switching the
+    file to WAL as it opens. Worker threads opening them at once can fail with
+    ``sqlite3.OperationalError: database is locked`` (a history request answered
+    502), and a read-only container logs that the cache cannot be created. A
+    dict under a lock has neither problem; what it loses is one timezone lookup
+    per symbol, and one cookie fetch, per process start.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._items: dict[str, Any] = {}
+
+    def lookup(self, key: str) -> Any:
+        with self._lock:
+            return self._items.get(key)
+
+    def store(self, key: str, value: Any) -> None:
+        with self._lock:
+            if value is None:
+                self._items.pop(key, None)
+            else:
+                self._items[key] = value
+
+
+class MemoryCookieCache(MemoryCache):
+    """yfinance's cookie cache shape: ``lookup`` answers ``{"cookie", "age"}``."""
+
+    def lookup(self, key: str) -> Any:
+        entry = super().lookup(key)
+        if entry is None:
+            return None
+        stored, blob = entry
+        # A copy, as the SQLite cache hands out (it pickles): the caller may mutate it.
+        return {"cookie": pickle.loads(blob), "age": datetime.now() - stored}
+
+    def store(self, key: str, value: Any) -> None:
+        blob = None if value is None else (datetime.now(), pickle.dumps(value))
+        super().store(key, blob)
+
+
+def use_memory_caches(yf: ModuleType) -> None:
+    """Put :class:`MemoryCache` in place of yfinance's SQLite caches (idempotent)."""
+    cache = yf.cache
+    with _load_lock:
+        if not isinstance(cache._TzCacheManager._tz_cache, MemoryCache):
+            cache._TzCacheManager._tz_cache = MemoryCache()
+        if not isinstance(cache._CookieCacheManager._Cookie_cache, MemoryCookieCache):
+            cache._CookieCacheManager._Cookie_cache = MemoryCookieCache()
+        if not isinstance(cache._ISINCacheManager._isin_cache, MemoryCache):
+            cache._ISINCacheManager._isin_cache = MemoryCache()
+
+
 class YahooClient:
     """Blocking Yahoo calls (run them in a worker thread), through yfinance.
 
@@ -76,6 +136,7 @@ class YahooClient:
         self.timeout = timeout
         self.session = session
         self._yf = load()
+        use_memory_caches(self._yf)
 
     def _data(self) -> Any:
         data_cls = self._yf.data.YfData
