@@ -240,7 +240,8 @@ class Worker:
         async def one(prev: Client) -> None:
             params = {} if prev.watch is None else {"symbols": ",".join(prev.watch)}
             if resume and prev.epoch is not None:
-                params.update(since=str(prev.seq), epoch=prev.epoch)
+                # The view merges partial snapshots: only the changed fields are needed.
+                params.update(since=str(prev.seq), epoch=prev.epoch, fields="changed")
             url = prev.url + ("?" + urlencode(params, safe=",") if params else "")
             async with sem:
                 try:

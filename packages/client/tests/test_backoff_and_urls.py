@@ -53,7 +53,7 @@ def test_resume_parameters_only_once_the_server_gave_an_epoch() -> None:
     client.view.apply({"type": "snapshot", "seq": 7, "data": {}})
     assert "since" not in client._url()  # no epoch: a server before resume cannot resume
     client.view.apply({"type": "snapshot", "seq": 9, "data": {}, "epoch": "e 1"})
-    assert client._url() == "ws://h:1/ws/prices?symbols=AAPL,BRK-B&since=9&epoch=e+1"
+    assert client._url() == "ws://h:1/ws/prices?symbols=AAPL,BRK-B&since=9&epoch=e+1&fields=changed"
     assert "since" not in PricesClient("ws://h:1", resume=False)._url()
 
 

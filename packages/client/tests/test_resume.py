@@ -82,7 +82,12 @@ async def test_reconnect_resumes_with_seq_epoch_and_symbols() -> None:
         await asyncio.wait_for(task, 10)
 
     assert requests[0] == {"symbols": ["AAPL,MSFT"]}
-    assert requests[1] == {"symbols": ["AAPL,MSFT"], "since": ["11"], "epoch": ["E1"]}
+    assert requests[1] == {
+        "symbols": ["AAPL,MSFT"],
+        "since": ["11"],
+        "epoch": ["E1"],
+        "fields": ["changed"],
+    }
     assert received == []  # the server took the watchlist from the URL: nothing to resend
     assert client.quotes == {"AAPL": quote("AAPL", 11, 1.5), "MSFT": quote("MSFT", 13, 3.0)}
     assert (client.seq, client.epoch) == (14, "E1")

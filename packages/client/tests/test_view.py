@@ -60,6 +60,21 @@ def test_partial_snapshot_merges_and_keeps_the_rest() -> None:
     assert view.seq == 4
 
 
+def test_resumed_answer_with_changed_fields_merges_them_into_the_held_quote() -> None:
+    view = QuoteView()
+    view.apply({**full(10, AAPL=quote("AAPL", 9), MSFT=quote("MSFT", 10)), "epoch": "e1"})
+    answer = {
+        "type": "snapshot",
+        "partial": True,
+        "resumed": True,
+        "seq": 15,
+        "epoch": "e1",
+        "data": {"MSFT": {"symbol": "MSFT", "seq": 14, "price": 2.0}},  # ?fields=changed
+    }
+    view.apply(answer)
+    assert view.quotes == {"AAPL": quote("AAPL", 9), "MSFT": quote("MSFT", 14, price=2.0)}
+
+
 def test_resumed_snapshot_merges_only_what_changed_and_tracks_epoch() -> None:
     view = QuoteView()
     view.apply({**full(10, AAPL=quote("AAPL", 9), MSFT=quote("MSFT", 10)), "epoch": "e1"})

@@ -285,3 +285,68 @@ async def test_publish_bars_replaces_revisions_trims_and_publishes_in_order(redi
     assert message["seq"] == 1
     assert [b["symbol"] for b in message["data"]] == ["AAPL", "MSFT"]
     await pubsub.aclose()
+
+
+# -- prices:fields: per-field seqs, for resumes that send changed fields only ----------
+
+
+async def _publish(store: SnapshotStore, seq: int, changes: dict[str, dict[str, Any]]) -> None:
+    data = {s: {"symbol": s, "seq": seq, **fields} for s, fields in changes.items()}
+    quotes = {s: orjson.dumps(q) for s, q in data.items()}
+    result = await store.publish_diff(seq - 1, wire.diff_message(seq, data), quotes)
+    assert (result.ok, result.seq) == (True, seq)
+
+
+async def test_field_seqs_record_the_diff_that_last_changed_each_field(redis) -> None:
+    keys = RedisKeys("f1:")
+    store = SnapshotStore(redis, keys)
+    await _publish(store, 1, {"A": {"price": 1.0, "volume": 10}, "B": {"price": 5.0}})
+    await _publish(store, 2, {"A": {"price": 1.5}})
+    await _publish(store, 3, {"B": {"volume": 7}, "C": {"price": 9.0, "name": "C Inc"}})
+
+    snapshot = await store.load_snapshot()
+    assert snapshot.fields is not None
+    assert snapshot.fields.floor == 0  # complete from the first diff
+    assert snapshot.fields.symbols == {
+        "A": {"symbol": 2, "seq": 2, "price": 2, "volume": 1},
+        "B": {"symbol": 3, "seq": 3, "price": 1, "volume": 3},
+        "C": {"symbol": 3, "seq": 3, "price": 3, "name": 3},
+    }
+
+
+async def test_field_seqs_restart_after_a_diff_they_did_not_see(redis) -> None:
+    keys = RedisKeys("f2:")
+    store = SnapshotStore(redis, keys)
+    await _publish(store, 1, {"A": {"price": 1.0, "volume": 10}})
+    # A producer that passes three KEYS (written before field seqs) publishes seq 2.
+    script = redis.register_script(PUBLISH_DIFF_LUA)
+    msg = wire.diff_message(2, {"A": {"symbol": "A", "seq": 2, "volume": 11}})
+    await script(
+        keys=[keys.prices, keys.prices_seq, keys.prices_epoch],
+        args=[keys.prices_channel, 1, msg, "A", _quote("A", 2, 1.0)],
+    )
+    # Until a recording producer publishes again, the record does not cover seq 2.
+    assert (await store.load_snapshot()).fields is None
+    await _publish(store, 3, {"A": {"price": 3.0}})
+    fields = (await store.load_snapshot()).fields
+    assert fields is not None
+    # Complete only after seq 2: the volume change at 2 was never recorded.
+    assert fields.floor == 2
+    assert fields.symbols == {"A": {"symbol": 3, "seq": 3, "price": 3}}
+
+
+async def test_field_seqs_after_a_reset_and_an_unreadable_message(redis) -> None:
+    keys = RedisKeys("f3:")
+    store = SnapshotStore(redis, keys)
+    await _publish(store, 1, {"A": {"price": 1.0}})
+    await store.reset(10, {"A": _quote("A", 10, 2.0)})
+    fields = (await store.load_snapshot()).fields
+    assert fields is not None
+    assert (fields.floor, fields.symbols) == (10, {})
+    await _publish(store, 11, {"A": {"price": 2.5}})
+    # A message that is not a diff's JSON: which fields changed is unknown.
+    result = await store.publish_diff(11, b"not json", {"A": _quote("A", 12, 3.0)})
+    assert result.ok
+    fields = (await store.load_snapshot()).fields
+    assert fields is not None
+    assert (fields.floor, fields.symbols) == (12, {})

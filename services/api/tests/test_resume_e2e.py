@@ -90,6 +90,46 @@ async def test_resume_returns_exactly_the_symbols_that_changed(
     assert again["data"] == answer["data"]
 
 
+async def test_resume_with_fields_changed_sends_only_the_changed_fields(
+    redis_server: Any, four_tickers: Producer, procs: Procs
+) -> None:
+    api = start_api(procs, redis_server.url)
+    start = await first_snapshot(api, "?symbols=AAPL,MSFT,TSLA")
+    seq, epoch = start["seq"], start["epoch"]
+    await four_tickers.publish({"MSFT": {"price": 101.0}, "GOOG": {"price": 7.0}})
+    await four_tickers.publish({"TSLA": {"volume": 5}, "MSFT": {"change": 1.5}})
+    last = await four_tickers.publish({"MSFT": {"price": 102.0}})
+    await caught_up(api, last)
+    query = f"?since={seq}&epoch={epoch}&symbols=AAPL,MSFT,TSLA&fields=changed"
+    answer = await first_snapshot(api, query)
+    assert (answer["resumed"], answer["partial"], answer["seq"]) == (True, True, last)
+    expected = {
+        "MSFT": {"symbol": "MSFT", "seq": last, "price": 102.0, "change": 1.5},
+        "TSLA": {"symbol": "TSLA", "seq": last - 1, "volume": 5},
+    }
+    assert answer["data"] == expected
+    # Merged into the view the client held at ``seq``, it is the state REST serves.
+    view = {s: {**start["data"][s], **answer["data"].get(s, {})} for s in start["data"]}
+    assert view == {s: (await rest(api)).json()[s] for s in ("AAPL", "MSFT", "TSLA")}
+    # A restarted api reads the field record from Redis: the same answer, also to the
+    # message form; from a point after MSFT's price change only the change is sent.
+    api.kill()
+    again = start_api(procs, redis_server.url, PORT=str(api.port))
+    async with websockets.connect(f"{again.ws}/ws/prices") as ws:
+        await recv(ws)
+        for since, data in (
+            (seq, expected),
+            (last - 1, {"MSFT": {"symbol": "MSFT", "seq": last, "price": 102.0}}),
+        ):
+            resume = {"resume": {"seq": since, "epoch": epoch, "fields": "changed"}}
+            await ws.send(orjson.dumps({**resume, "watchlist": ["AAPL", "MSFT", "TSLA"]}).decode())
+            reply = await recv(ws)
+            assert (reply["resumed"], reply["data"]) == (True, data)
+    # Without the option the quotes come whole, as before.
+    whole = await first_snapshot(again, f"?since={seq}&epoch={epoch}&symbols=AAPL,MSFT,TSLA")
+    assert whole["data"] == {s: four_tickers.quotes[s] for s in ("MSFT", "TSLA")}
+
+
 async def test_a_second_api_process_answers_a_resume_made_against_the_first(
     redis_server: Any, four_tickers: Producer, procs: Procs
 ) -> None:

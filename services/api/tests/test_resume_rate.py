@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import orjson
 import pytest
@@ -13,6 +14,7 @@ from tickerhub_api.stream.mirror import Mirror
 from tickerhub_api.stream.prices import PriceStream
 from tickerhub_api.stream.protocol import BAD_VALUE, CloseCode, ResumePoint, parse_opening
 from tickerhub_api.stream.senders import AsgiSender
+from tickerhub_core.store import FieldSeqs
 
 from .conftest import drain, quote
 
@@ -85,6 +87,7 @@ async def test_refused_resume_is_a_full_snapshot_with_the_reason(
         {"since": "4"},
         {"epoch": "E1"},
         {"since": "4", "epoch": "bad epoch!"},
+        {"since": "4", "epoch": "E1", "fields": "some"},
         {"max_rate": "0"},
         {"max_rate": "1000"},
         {"max_rate": "fast"},
@@ -123,6 +126,8 @@ async def test_resume_message_with_a_watchlist(stream: PriceStream) -> None:
     [
         '{"resume": {"seq": "a", "epoch": "E1"}}',
         '{"resume": {"seq": 1}}',
+        '{"resume": {"seq": 5, "epoch": "E1", "fields": true}}',
+        '{"resume": {"seq": 5, "epoch": "E1", "fields": "changed", "x": 1}}',
         '{"resume": {"id": "news-id"}}',
         '{"resume": 5}',
         '{"max_rate": 0.01}',
@@ -151,6 +156,69 @@ async def test_resume_before_the_first_load_is_answered_by_it() -> None:
     assert (answer["resumed"], answer["data"]) == (True, {"MSFT": quote("MSFT", 5)})
     assert "watchlist" not in answer
     assert "unknown" not in answer  # none unknown: not in the answer
+
+
+def rich(symbol: str, seq: int) -> Any:
+    return {"symbol": symbol, "seq": seq, "price": seq + 0.5, "volume": seq * 10, "name": symbol}
+
+
+def field_record_stream(fields: FieldSeqs | None) -> PriceStream:
+    """AAPL last changed by 3, MSFT by 5 (its price at 5, the rest at 2), TSLA by 7."""
+    mirror = Mirror()
+    quotes = {"AAPL": rich("AAPL", 3), "MSFT": rich("MSFT", 5), "TSLA": rich("TSLA", 7)}
+    mirror.load(7, quotes, "E1", fields)
+    return PriceStream(mirror, max_symbols=3)
+
+
+RECORD = FieldSeqs(
+    floor=2,
+    symbols={
+        "AAPL": {"symbol": 3, "seq": 3, "price": 3},
+        "MSFT": {"symbol": 5, "seq": 5, "price": 5, "volume": 2},
+        "TSLA": {"symbol": 7, "seq": 7, "price": 7, "volume": 6},
+    },
+)
+
+
+async def test_fields_changed_cuts_each_quote_to_what_changed_after_the_point() -> None:
+    stream = field_record_stream(RECORD)
+    query = {"since": "4", "epoch": "E1", "fields": "changed"}
+    [answer] = drain(await opened(stream, query))
+    assert answer["data"] == {
+        "MSFT": {"symbol": "MSFT", "seq": 5, "price": 5.5},
+        "TSLA": {"symbol": "TSLA", "seq": 7, "price": 7.5, "volume": 70},
+    }
+    # A diff applied after the load is recorded too: from 7 on, only its fields.
+    stream._mirror.apply(8, {"AAPL": {"symbol": "AAPL", "seq": 8, "volume": 42}})
+    [answer] = drain(await opened(stream, {**query, "since": "7"}))
+    assert answer["data"] == {"AAPL": {"symbol": "AAPL", "seq": 8, "volume": 42}}
+
+
+@pytest.mark.parametrize(
+    ("fields", "since"),
+    [
+        (None, "4"),  # Redis had no usable record
+        (RECORD, "1"),  # the record is complete only after seq 2
+        (FieldSeqs(floor=2, symbols={"AAPL": {"price": 3}}), "4"),  # no entry for MSFT, TSLA
+    ],
+)
+async def test_fields_changed_sends_whole_quotes_when_the_record_cannot_say(
+    fields: FieldSeqs | None, since: str
+) -> None:
+    stream = field_record_stream(fields)
+    query = {"since": since, "epoch": "E1", "fields": "changed", "symbols": "MSFT,TSLA"}
+    [answer] = drain(await opened(stream, query))
+    assert answer["resumed"] is True
+    assert answer["data"] == {"MSFT": rich("MSFT", 5), "TSLA": rich("TSLA", 7)}
+
+
+async def test_fields_changed_sends_whole_quotes_while_quotes_are_forced_stale() -> None:
+    stream = field_record_stream(RECORD)
+    stream._mirror.mark_stale()
+    query = {"since": "6", "epoch": "E1", "fields": "changed"}
+    [answer] = drain(await opened(stream, query))
+    assert set(answer["data"]) == {"AAPL", "MSFT", "TSLA"}
+    assert all(q["stale"] is True and "name" in q for q in answer["data"].values())
 
 
 def test_parse_opening_accepts_good_values() -> None:

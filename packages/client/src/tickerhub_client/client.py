@@ -314,7 +314,8 @@ class PricesClient(_StreamClient[QuoteView]):
         params = super()._params()
         view = self.view
         if self.resume and view.seq is not None and view.epoch is not None:
-            params.update(since=str(view.seq), epoch=view.epoch)
+            # The view merges a resume answer field by field: the changed fields will do.
+            params.update(since=str(view.seq), epoch=view.epoch, fields="changed")
         if self.max_rate is not None:
             params["max_rate"] = f"{self.max_rate:g}"
         return params

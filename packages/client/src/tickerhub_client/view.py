@@ -4,7 +4,7 @@ Feed it every server message of a connection, in order; it keeps what
 docs/protocol.md says a client holds, and turns each message into an event:
 
 - ``/ws/prices`` (:class:`QuoteView`): a full ``snapshot`` replaces the quotes, a
-  ``partial`` one (a ``subscribe`` reply, a resume answer) merges them, a ``diff``
+  ``partial`` one (a ``subscribe`` reply, a resume answer) merges them, as a ``diff``
   merges field by field, ``unsubscribed`` drops symbols. ``seq`` and ``epoch`` are
   what a reconnect resumes from.
 - ``/ws/news`` (:class:`NewsView`): a ``snapshot`` replaces the items, ``news``
@@ -109,8 +109,11 @@ class QuoteView:
         data = _mapping(message, "data")
         partial = bool(message.get("partial"))
         if partial:
+            # Merged field by field: a resume with ``fields=changed`` (what the client
+            # asks for) brings only the fields that changed; whole quotes merge the same.
+            quotes = self.quotes
             for symbol, quote in data.items():
-                self.quotes[symbol] = dict(quote)
+                quotes[symbol] = {**quotes.get(symbol, {}), **quote}
         else:
             self.quotes = {symbol: dict(quote) for symbol, quote in data.items()}
         self.seq = seq

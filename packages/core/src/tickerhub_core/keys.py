@@ -30,6 +30,13 @@ class RedisKeys:
         return f"{self.prefix}prices:epoch"
 
     @property
+    def prices_fields(self) -> str:
+        """HASH: symbol -> JSON ``{field: seq of the diff that last changed it}``, with
+        ``@floor`` (complete for every diff after that seq) and ``@last`` (the last diff
+        recorded). Lets a resume send only the fields that changed (docs/protocol.md)."""
+        return f"{self.prefix}prices:fields"
+
+    @property
     def producer_heartbeat(self) -> str:
         """STRING with a TTL: epoch ms of the producer's last confirmation that Redis is current."""
         return f"{self.prefix}prices:heartbeat"

@@ -30,14 +30,52 @@ local function new_epoch(seq, old)
 end
 """
 
-# KEYS: prices hash, seq key, epoch key. ARGV: channel, expected current seq,
-# message, then symbol/quote-JSON pairs. Compare-and-set on the sequence keeps
-# concurrent producers (or a producer racing a Redis restart) from interleaving
-# wrongly. The epoch is created when missing (a fresh or wiped Redis), in the
-# same step as the seq it goes with. Producers written before epochs pass two
-# KEYS: the epoch is then left alone (readers create it).
+# KEYS: prices hash, seq key, epoch key[, field-seqs hash]. ARGV: channel,
+# expected current seq, message, then symbol/quote-JSON pairs. Compare-and-set on
+# the sequence keeps concurrent producers (or a producer racing a Redis restart)
+# from interleaving wrongly. The epoch is created when missing (a fresh or wiped
+# Redis), in the same step as the seq it goes with. Producers written before
+# epochs pass two KEYS: the epoch is then left alone (readers create it).
+#
+# The field-seqs hash (fourth key, optional) records, per symbol, the seq of the
+# diff that last changed each field, read from the message's ``data`` (every field
+# a diff carries changed). ``@last`` is the last diff recorded; when it is not the
+# one before this (a producer that does not pass the key published meanwhile, or
+# the hash is new) the record restarts, and ``@floor`` says from which seq it is
+# complete. Readers trust it only for resumes from ``@floor`` on and only while
+# ``@last`` is the current seq.
+_FIELD_SEQS_LUA = """
+local function record_fields(key, seq, message)
+  if redis.call('HGET', key, '@last') ~= tostring(seq - 1) then
+    redis.call('DEL', key)
+    redis.call('HSET', key, '@floor', seq - 1)
+  end
+  local ok, decoded = pcall(cjson.decode, message)
+  local data = ok and type(decoded) == 'table' and decoded['data'] or nil
+  if type(data) ~= 'table' then
+    -- Nothing to learn which fields changed from: complete only from here on.
+    redis.call('DEL', key)
+    redis.call('HSET', key, '@floor', seq)
+  else
+    for symbol, fields in pairs(data) do
+      if type(symbol) == 'string' and string.sub(symbol, 1, 1) ~= '@'
+          and type(fields) == 'table' then
+        local raw = redis.call('HGET', key, symbol)
+        local known = raw and cjson.decode(raw) or {}
+        for field, _ in pairs(fields) do
+          if type(field) == 'string' then known[field] = seq end
+        end
+        redis.call('HSET', key, symbol, cjson.encode(known))
+      end
+    end
+  end
+  redis.call('HSET', key, '@last', seq)
+end
+"""
+
 PUBLISH_DIFF_LUA = (
     _NEW_EPOCH_LUA
+    + _FIELD_SEQS_LUA
     + """
 local cur = tonumber(redis.call('GET', KEYS[2]) or '0')
 if cur ~= tonumber(ARGV[2]) then return {0, cur} end
@@ -46,12 +84,13 @@ if KEYS[3] and redis.call('EXISTS', KEYS[3]) == 0 then
   redis.call('SET', KEYS[3], new_epoch(seq, nil))
 end
 for i = 4, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+if KEYS[4] then record_fields(KEYS[4], seq, ARGV[3]) end
 redis.call('PUBLISH', ARGV[1], ARGV[3])
 return {1, seq}
 """
 )
 
-# KEYS: prices hash, seq key, epoch key. ARGV: channel, new seq, reset message,
+# KEYS: prices hash, seq key, epoch key[, field-seqs hash]. ARGV: channel, new seq, reset message,
 # then pairs. Used when Redis lost the snapshot (restart without persistence) or
 # a producer must replace it wholesale; readers reload on the ``reset`` message.
 # Always a new epoch: the history before a reset cannot be resumed from.
@@ -62,6 +101,10 @@ redis.call('DEL', KEYS[1])
 for i = 4, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
 redis.call('SET', KEYS[2], ARGV[2])
 if KEYS[3] then redis.call('SET', KEYS[3], new_epoch(ARGV[2], redis.call('GET', KEYS[3]))) end
+if KEYS[4] then
+  redis.call('DEL', KEYS[4])
+  redis.call('HSET', KEYS[4], '@floor', ARGV[2], '@last', ARGV[2])
+end
 redis.call('PUBLISH', ARGV[1], ARGV[3])
 return tonumber(ARGV[2])
 """
@@ -157,6 +200,31 @@ class Snapshot:
     seq: int
     epoch: str
     quotes: dict[str, Quote]
+    fields: FieldSeqs | None = None  # None: no usable record (see FieldSeqs)
+
+
+@dataclass(frozen=True, slots=True)
+class FieldSeqs:
+    """Per symbol, the seq of the diff that last changed each field; complete for
+    every diff after ``floor`` (a resume from before it cannot use it)."""
+
+    floor: int
+    symbols: dict[str, dict[str, int]]
+
+    @classmethod
+    def parse(cls, raw: Mapping[bytes | str, bytes | str], seq: int) -> FieldSeqs | None:
+        """The record as ``prices:fields`` holds it at ``seq``, if it covers that seq."""
+        entries = {_text(k): v for k, v in raw.items()}
+        floor, last = entries.pop("@floor", None), entries.pop("@last", None)
+        try:
+            if floor is None or last is None or int(last) != seq:
+                return None  # a diff after the last one recorded was not recorded
+            decoded = ((symbol, wire.loads(value)) for symbol, value in entries.items())
+            # An entry that is not an object is left out: its quote is then sent whole.
+            symbols = {symbol: seqs for symbol, seqs in decoded if isinstance(seqs, dict)}
+            return cls(int(floor), symbols)
+        except ValueError:
+            return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,10 +255,11 @@ class SnapshotStore:
             pipe.get(self._keys.prices_seq)
             pipe.get(self._keys.prices_epoch)
             pipe.hgetall(self._keys.prices)
-            _, raw_seq, raw_epoch, raw = await pipe.execute()
+            pipe.hgetall(self._keys.prices_fields)
+            _, raw_seq, raw_epoch, raw, raw_fields = await pipe.execute()
         seq = int(raw_seq) if raw_seq is not None else 0
         quotes = {_text(sym): wire.loads(value) for sym, value in raw.items()}
-        return Snapshot(seq, _text(raw_epoch), quotes)
+        return Snapshot(seq, _text(raw_epoch), quotes, FieldSeqs.parse(raw_fields, seq))
 
     async def load_seq(self) -> int:
         raw = await self._redis.get(self._keys.prices_seq)
@@ -228,7 +297,8 @@ class SnapshotStore:
 
     @property
     def _snapshot_keys(self) -> list[str]:
-        return [self._keys.prices, self._keys.prices_seq, self._keys.prices_epoch]
+        keys = self._keys
+        return [keys.prices, keys.prices_seq, keys.prices_epoch, keys.prices_fields]
 
 
 class BarStore:

@@ -58,6 +58,7 @@
     if (epoch !== null && seq !== null) {
       url.searchParams.set("since", String(seq));
       url.searchParams.set("epoch", String(epoch));
+      url.searchParams.set("fields", "changed"); // merged below: changed fields suffice
     }
     return url.href;
   }
@@ -166,7 +167,9 @@
     switch (msg.type) {
       case "snapshot":
         if (!msg.partial) quotes.clear();
-        for (const [sym, q] of Object.entries(msg.data)) quotes.set(sym, q);
+        for (const [sym, q] of Object.entries(msg.data)) {
+          quotes.set(sym, msg.partial ? { ...(quotes.get(sym) ?? {}), ...q } : q);
+        }
         if ("watchlist" in msg) wanted = fromServer(msg.watchlist);
         if (msg.unknown) for (const s of msg.unknown) unknown.add(s);
         if (!msg.partial && msg.unknown) unknown = new Set(msg.unknown);

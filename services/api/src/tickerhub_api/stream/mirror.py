@@ -13,6 +13,7 @@ from typing import Any
 
 from tickerhub_core import wire
 from tickerhub_core.models import Quote
+from tickerhub_core.store import FieldSeqs
 
 
 class Step(enum.Enum):
@@ -38,8 +39,19 @@ class Mirror:
         # While no producer is alive (``liveness.py``): the symbols whose ``stale: true``
         # is ours, not Redis's. None (the usual case) costs ``apply`` one attribute test.
         self.forced_stale: set[str] | None = None
+        # Per symbol, the seq of the diff that last changed each field (from Redis's
+        # ``prices:fields``, then kept by ``apply``): a resume can then send only the
+        # fields that changed. None when Redis had no usable record.
+        self._field_seqs: dict[str, dict[str, int]] | None = None
+        self._fields_floor = 0
 
-    def load(self, seq: int, quotes: Mapping[str, Quote], epoch: str = "") -> set[str]:
+    def load(
+        self,
+        seq: int,
+        quotes: Mapping[str, Quote],
+        epoch: str = "",
+        fields: FieldSeqs | None = None,
+    ) -> set[str]:
         """Replace everything; return the symbols whose quote differs (added, changed, gone).
 
         A new epoch is a new history: every symbol counts as changed, so every
@@ -56,6 +68,11 @@ class Mirror:
         self._quotes = fresh
         self.seq = seq
         self.epoch = epoch
+        if fields is None:
+            self._field_seqs = None
+        else:
+            self._field_seqs = {s: dict(seqs) for s, seqs in fields.symbols.items()}
+            self._fields_floor = fields.floor
         self.loaded = True
         self._full_frame = None
         self._full_json = None
@@ -87,6 +104,14 @@ class Mirror:
                 quotes[symbol] = dict(fields)
             else:
                 quote.update(fields)
+        field_seqs = self._field_seqs
+        if field_seqs is not None:
+            for symbol, fields in data.items():
+                seqs = field_seqs.get(symbol)
+                if seqs is None:
+                    field_seqs[symbol] = dict.fromkeys(fields, seq)
+                else:
+                    seqs.update(dict.fromkeys(fields, seq))
         self.seq = seq
         self._applied_since_load = True
         return data
@@ -162,6 +187,30 @@ class Mirror:
             for q in found
             if q is not None and (q.get("seq", 0) > seq or q["symbol"] in forced)
         }
+
+    def changed_since(self, seq: int, symbols: Iterable[str] | None = None) -> dict[str, Any]:
+        """:meth:`since`, each quote cut to ``symbol``, ``seq`` and the fields changed after
+        ``seq``: what a client that held the quotes at ``seq`` must merge (a diff).
+
+        A quote is sent whole when the field record cannot say (none in Redis, a resume
+        from before it is complete, quotes marked stale by this process).
+        """
+        quotes = self.since(seq, symbols)
+        field_seqs = self._field_seqs
+        if field_seqs is None or seq < self._fields_floor or self.forced_stale is not None:
+            return quotes
+        cut: dict[str, Any] = {}
+        for symbol, quote in quotes.items():
+            seqs = field_seqs.get(symbol)
+            if seqs is None:
+                cut[symbol] = quote
+                continue
+            fields = {"symbol": symbol, "seq": quote.get("seq", 0)}
+            for field, changed in seqs.items():
+                if changed > seq and field in quote:
+                    fields[field] = quote[field]  # type: ignore[literal-required]
+            cut[symbol] = fields
+        return cut
 
     def view(self, symbols: Iterable[str] | None = None) -> dict[str, Quote]:
         """Copies are not needed: the result is encoded before the next diff is applied."""

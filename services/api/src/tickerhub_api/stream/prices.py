@@ -240,13 +240,17 @@ class PriceStream(Stream):
         elif point.seq > mirror.seq:
             reason = "seq_ahead"
         else:
+            if point.changed_fields:  # the client merges: changed fields only
+                data = mirror.changed_since(point.seq, conn.watch)
+            else:
+                data = mirror.since(point.seq, conn.watch)
             message: dict[str, Any] = {
                 "type": "snapshot",
                 "partial": True,
                 "resumed": True,
                 "seq": mirror.seq,
                 "epoch": mirror.epoch,
-                "data": mirror.since(point.seq, conn.watch),
+                "data": data,
             }
             if echo:
                 message.update(reply)

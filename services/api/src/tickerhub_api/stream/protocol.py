@@ -107,6 +107,9 @@ class ResumePoint:
 
     seq: int
     epoch: str
+    # ``fields: "changed"``: the client merges the answer like a diff, so a changed
+    # quote may be cut to the fields that changed (its default, "all", sends it whole).
+    changed_fields: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,14 +232,15 @@ def parse_max_rate(value: object) -> float | None:
 
 
 def parse_resume(value: object) -> ResumePoint | NewsPoint:
-    """``{"seq": S, "epoch": "E"}`` (prices) or ``{"id": "I"}`` (news)."""
-    if isinstance(value, dict) and set(value) == {"seq", "epoch"}:
-        return resume_point(value["seq"], value["epoch"])
+    """``{"seq": S, "epoch": "E"[, "fields": "changed"]}`` (prices) or ``{"id": "I"}`` (news)."""
+    if isinstance(value, dict) and set(value) in ({"seq", "epoch"}, {"seq", "epoch", "fields"}):
+        return resume_point(value["seq"], value["epoch"], value.get("fields", "all"))
     if isinstance(value, dict) and set(value) == {"id"}:
         return news_point(value["id"])
     raise ProtocolError(
         BAD_VALUE,
-        '\'resume\' must be {"seq": <int>, "epoch": <string>} (prices) or {"id": <string>} (news)',
+        '\'resume\' must be {"seq": <int>, "epoch": <string>} (prices, optionally with '
+        '"fields": "changed") or {"id": <string>} (news)',
     )
 
 
@@ -246,7 +250,7 @@ def news_point(item_id: object) -> NewsPoint:
     return NewsPoint(item_id)
 
 
-def resume_point(seq: object, epoch: object) -> ResumePoint:
+def resume_point(seq: object, epoch: object, fields: object = "all") -> ResumePoint:
     if isinstance(seq, str) and seq.isascii() and seq.isdigit() and len(seq) <= 19:
         seq = int(seq)
     if isinstance(seq, bool) or not isinstance(seq, int) or not 0 <= seq < 2**63:
@@ -257,12 +261,14 @@ def resume_point(seq: object, epoch: object) -> ResumePoint:
         or not _EPOCH_CHARS.issuperset(epoch)
     ):
         raise ProtocolError(BAD_VALUE, "the resume epoch must be the epoch of a snapshot")
-    return ResumePoint(seq, epoch)
+    if fields not in ("all", "changed"):
+        raise ProtocolError(BAD_VALUE, 'the resume \'fields\' must be "changed" or "all"')
+    return ResumePoint(seq, epoch, changed_fields=fields == "changed")
 
 
 def parse_opening(params: Mapping[str, str], max_symbols: int, news: bool = False) -> Opening:
-    """``?since=&epoch=`` (news: ``?since=<id>``), ``?symbols=A,B`` and ``?max_rate=``
-    from a WebSocket URL.
+    """``?since=&epoch=[&fields=changed]`` (news: ``?since=<id>``), ``?symbols=A,B`` and
+    ``?max_rate=`` from a WebSocket URL.
 
     A bad value is reported (``errors``) and ignored; the rest still applies.
     """
@@ -277,7 +283,7 @@ def parse_opening(params: Mapping[str, str], max_symbols: int, news: bool = Fals
             elif since is None or epoch is None:
                 raise ProtocolError(BAD_VALUE, "a resume needs both 'since' and 'epoch'")
             else:
-                resume = resume_point(since, epoch)
+                resume = resume_point(since, epoch, params.get("fields", "all"))
         except ProtocolError as exc:
             errors.append(exc)
     raw_symbols = params.get("symbols")

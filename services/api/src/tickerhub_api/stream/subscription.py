@@ -181,7 +181,7 @@ class Subscription:
         self._behind_since = None
         first = not self.mirror.loaded
         new_epoch = snapshot.epoch != self.mirror.epoch
-        changed = self.mirror.load(seq, quotes, snapshot.epoch)
+        changed = self.mirror.load(seq, quotes, snapshot.epoch, snapshot.fields)
         self.reloads += 1
         log.info(
             "snapshot at seq %d (epoch %s%s): %d symbols, %d changed",
