@@ -312,6 +312,7 @@ async def test_field_seqs_record_the_diff_that_last_changed_each_field(redis) ->
         "B": {"symbol": 3, "seq": 3, "price": 1, "volume": 3},
         "C": {"symbol": 3, "seq": 3, "price": 3, "name": 3},
     }
+    assert (await store.load_snapshot(fields=False)).fields is None  # REST skips it
 
 
 async def test_field_seqs_restart_after_a_diff_they_did_not_see(redis) -> None:

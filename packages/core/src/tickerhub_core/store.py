@@ -247,19 +247,22 @@ class SnapshotStore:
         snapshot = await self.load_snapshot()
         return snapshot.seq, snapshot.quotes
 
-    async def load_snapshot(self) -> Snapshot:
+    async def load_snapshot(self, fields: bool = True) -> Snapshot:
         """Seq, epoch and quotes in one transaction. An epoch missing (an empty Redis, or
-        data written before epochs) is created in that same transaction."""
+        data written before epochs) is created in that same transaction. ``fields``: read
+        the field record too (a mirror that answers resumes wants it; REST does not)."""
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.set(self._keys.prices_epoch, secrets.token_hex(8), nx=True)
             pipe.get(self._keys.prices_seq)
             pipe.get(self._keys.prices_epoch)
             pipe.hgetall(self._keys.prices)
-            pipe.hgetall(self._keys.prices_fields)
-            _, raw_seq, raw_epoch, raw, raw_fields = await pipe.execute()
+            if fields:
+                pipe.hgetall(self._keys.prices_fields)
+            _, raw_seq, raw_epoch, raw, *raw_fields = await pipe.execute()
         seq = int(raw_seq) if raw_seq is not None else 0
         quotes = {_text(sym): wire.loads(value) for sym, value in raw.items()}
-        return Snapshot(seq, _text(raw_epoch), quotes, FieldSeqs.parse(raw_fields, seq))
+        record = FieldSeqs.parse(raw_fields[0], seq) if raw_fields else None
+        return Snapshot(seq, _text(raw_epoch), quotes, record)
 
     async def load_seq(self) -> int:
         raw = await self._redis.get(self._keys.prices_seq)

@@ -36,7 +36,7 @@ class Reads:
         hub = self._hub
         if hub.ready:
             return hub.mirror.seq, hub.mirror.epoch, hub.mirror.view()
-        snapshot = await hub.snapshots.load_snapshot()
+        snapshot = await hub.snapshots.load_snapshot(fields=False)
         if self._redis_behind(snapshot.seq):
             return hub.mirror.seq, hub.mirror.epoch, hub.mirror.view()
         return snapshot.seq, snapshot.epoch, snapshot.quotes
@@ -47,7 +47,7 @@ class Reads:
         hub = self._hub
         if hub.ready:
             return hub.mirror.seq, hub.mirror.epoch, hub.mirror.full_json()
-        snapshot = await hub.snapshots.load_snapshot()
+        snapshot = await hub.snapshots.load_snapshot(fields=False)
         if self._redis_behind(snapshot.seq):
             return hub.mirror.seq, hub.mirror.epoch, hub.mirror.full_json()
         return snapshot.seq, snapshot.epoch, wire.dumps(snapshot.quotes)
@@ -57,7 +57,7 @@ class Reads:
         hub = self._hub
         if hub.ready:
             return hub.mirror.seq, hub.mirror.epoch, hub.mirror.get(symbol)
-        snapshot = await hub.snapshots.load_snapshot()
+        snapshot = await hub.snapshots.load_snapshot(fields=False)
         if self._redis_behind(snapshot.seq):
             return hub.mirror.seq, hub.mirror.epoch, hub.mirror.get(symbol)
         return snapshot.seq, snapshot.epoch, snapshot.quotes.get(symbol)
