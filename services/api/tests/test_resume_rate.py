@@ -212,6 +212,18 @@ async def test_fields_changed_sends_whole_quotes_when_the_record_cannot_say(
     assert answer["data"] == {"MSFT": rich("MSFT", 5), "TSLA": rich("TSLA", 7)}
 
 
+async def test_fields_changed_always_carries_the_stale_flag() -> None:
+    """A client may hold ``stale: true`` forced by an api before a restart (no producer
+    then); no recorded diff changed it, so the record alone would never clear it."""
+    mirror = Mirror()
+    quotes = {"MSFT": {**rich("MSFT", 5), "stale": False}, "TSLA": rich("TSLA", 7)}
+    mirror.load(7, quotes, "E1", RECORD)
+    stream = PriceStream(mirror, max_symbols=3)
+    [answer] = drain(await opened(stream, {"since": "4", "epoch": "E1", "fields": "changed"}))
+    assert answer["data"]["MSFT"] == {"symbol": "MSFT", "seq": 5, "stale": False, "price": 5.5}
+    assert "stale" not in answer["data"]["TSLA"]  # a quote without the field gets none
+
+
 async def test_fields_changed_sends_whole_quotes_while_quotes_are_forced_stale() -> None:
     stream = field_record_stream(RECORD)
     stream._mirror.mark_stale()

@@ -206,6 +206,10 @@ class Mirror:
                 cut[symbol] = quote
                 continue
             fields = {"symbol": symbol, "seq": quote.get("seq", 0)}
+            if "stale" in quote:
+                # Always: the client may hold a ``stale: true`` that an api before a
+                # restart forced (no producer), which no recorded diff ever carried.
+                fields["stale"] = quote["stale"]
             for field, changed in seqs.items():
                 if changed > seq and field in quote:
                     fields[field] = quote[field]  # type: ignore[literal-required]
