@@ -5,9 +5,10 @@ the api is killed (SIGKILL, a crash) and, after ``duration`` seconds of changes
 it did not see, restarted on the same port. The moment it is ready, every client
 reconnects at once with its watchlist on the URL and, the first measured time,
 its ``seq`` + ``epoch`` (resume); then the same again without them (full
-snapshots). An unmeasured round comes first (see ``storm``'s warm-up). For each: seconds from "api ready" until every client holds the
-last published seq of every watched symbol, and the payload bytes the clients
-received on the new connections until then.
+snapshots). An unmeasured round comes first (see the warm-up below). For each:
+seconds from "api ready" until every client holds the last published seq of
+every watched symbol, and the payload bytes the clients received on the new
+connections until then.
 """
 
 from __future__ import annotations
