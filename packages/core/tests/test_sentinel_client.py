@@ -58,6 +58,33 @@ async def test_the_client_finds_the_primary_and_closes_everything(
     await eventually(sentinels_left_alone, "no connection left open to a sentinel")
 
 
+async def test_sentinels_with_a_password_of_their_own() -> None:
+    cluster = SentinelCluster(password="sentinel-secret")
+    try:
+        cluster.start()
+        settings = settings_for(cluster)
+        with_password = CommonSettings(
+            **settings.model_dump(exclude={"redis_sentinel_password"}),
+            redis_sentinel_password="sentinel-secret",
+        )
+        client = redis_client(with_password, socket_timeout=5)
+        try:
+            await client.set("written", "past the sentinels' password")
+        finally:
+            await client.aclose()
+        async with Redis(port=cluster.primary_port() or 0) as direct:
+            assert await direct.get("written") == b"past the sentinels' password"
+        # Without it every sentinel refuses: no primary is found (the client says so).
+        client = redis_client(settings, socket_timeout=5)
+        try:
+            with pytest.raises(RedisConnectionError, match="No master found"):
+                await client.set("written", "refused")
+        finally:
+            await client.aclose()
+    finally:
+        cluster.close()
+
+
 class PointedSentinel(Sentinel):
     """A sentinel manager that names whichever port the test says is the primary."""
 

@@ -94,6 +94,30 @@ def test_a_master_name_with_spaces_is_refused() -> None:
     assert "one word" in message
 
 
+def test_a_sentinel_password_without_sentinels_is_refused() -> None:
+    setting, message = refused(redis_sentinel_password="secret")
+    assert setting == "redis_sentinel_password"
+    assert "REDIS_SENTINELS is empty" in message
+    assert "secret" not in message
+
+
+async def test_the_sentinel_password_goes_to_the_sentinels_only() -> None:
+    settings = sentinel_settings(
+        redis_url="redis://:redis-secret@ignored.invalid:1/0",
+        redis_sentinel_password="sentinel-secret",
+    )
+    assert "sentinel-secret" not in repr(settings)
+    client = redis_client(settings)
+    try:
+        pool = client.connection_pool
+        assert isinstance(pool, WaitingSentinelPool)
+        assert pool.connection_kwargs["password"] == "redis-secret"
+        sentinels = [s.connection_pool.connection_kwargs for s in pool.sentinel_manager.sentinels]
+        assert {s["password"] for s in sentinels} == {"sentinel-secret"}
+    finally:
+        await client.aclose()
+
+
 def test_sentinels_cannot_follow_a_unix_socket_url() -> None:
     setting, message = refused(
         redis_url="unix:///run/redis.sock", redis_sentinels="s1:26379", redis_sentinel_master="m"
@@ -155,7 +179,7 @@ async def test_with_sentinels_the_client_follows_the_named_master() -> None:
             ("::1", 26381),
         ]
         assert all(s["socket_timeout"] == SENTINEL_TIMEOUT for s in sentinels)
-        assert all(s["password"] is None for s in sentinels)  # sentinels: no auth (documented)
+        assert all(s["password"] is None for s in sentinels)  # no REDIS_SENTINEL_PASSWORD
     finally:
         await client.aclose()
 

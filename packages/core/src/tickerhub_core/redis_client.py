@@ -123,13 +123,14 @@ def redis_client(
 def _sentinel_client(
     settings: CommonSettings, socket_timeout: float | None, max_connections: int | None
 ) -> Redis:
-    sentinel = Sentinel(
-        settings.sentinel_addresses,
-        sentinel_kwargs={
-            "socket_connect_timeout": SENTINEL_TIMEOUT,
-            "socket_timeout": SENTINEL_TIMEOUT,
-        },
-    )
+    sentinel_kwargs: dict[str, Any] = {
+        "socket_connect_timeout": SENTINEL_TIMEOUT,
+        "socket_timeout": SENTINEL_TIMEOUT,
+    }
+    password = settings.redis_sentinel_password.get_secret_value()
+    if password:
+        sentinel_kwargs["password"] = password
+    sentinel = Sentinel(settings.sentinel_addresses, sentinel_kwargs=sentinel_kwargs)
     client: Redis = sentinel.master_for(
         settings.redis_sentinel_master,
         connection_pool_class=WaitingSentinelPool,

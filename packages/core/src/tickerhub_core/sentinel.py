@@ -6,8 +6,8 @@ number and TLS (``rediss://`` and its ``ssl_*`` query options). Its host and por
 are ignored. A ``unix://`` URL cannot be combined with sentinels (they answer
 with a host and port) and is refused.
 
-The sentinels themselves are reached without a password and without TLS
-(Sentinel's own ``requirepass`` is not supported yet).
+The sentinels themselves are reached without TLS, with ``REDIS_SENTINEL_PASSWORD``
+when they have a ``requirepass`` of their own.
 
 Pure functions, no I/O: the client is built by :mod:`tickerhub_core.redis_client`.
 """

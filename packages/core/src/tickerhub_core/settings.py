@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BeforeValidator, Field, ValidationInfo, field_validator
+from pydantic import BeforeValidator, Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from tickerhub_core.keys import RedisKeys
@@ -74,6 +74,12 @@ class CommonSettings(BaseSettings):
         validate_default=True,
         description="The master name the sentinels monitor (required with REDIS_SENTINELS).",
     )
+    redis_sentinel_password: SecretStr = Field(
+        default=SecretStr(""),
+        validate_default=True,
+        description="The sentinels' own password (their 'requirepass'); empty: they ask for "
+        "none. Redis's password stays in REDIS_URL.",
+    )
     log_format: Literal["text", "json"] = Field(
         default="text",
         description="text: one readable line per record; json: one JSON object per line "
@@ -113,6 +119,13 @@ class CommonSettings(BaseSettings):
         if "redis_sentinels" not in info.data:
             return value  # REDIS_SENTINELS itself was refused: that error says enough
         return check_master_name(value.strip(), info.data["redis_sentinels"])
+
+    @field_validator("redis_sentinel_password")
+    @classmethod
+    def _check_sentinel_password(cls, value: SecretStr, info: ValidationInfo) -> SecretStr:
+        if value.get_secret_value() and not info.data.get("redis_sentinels"):
+            raise ValueError("set, but REDIS_SENTINELS is empty (it is the sentinels' password)")
+        return value
 
     @field_validator("key_prefix")
     @classmethod

@@ -34,7 +34,7 @@ SENTINELS = 3
 
 
 class SentinelCluster:
-    def __init__(self, master: str = MASTER) -> None:
+    def __init__(self, master: str = MASTER, password: str | None = None) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError(
@@ -44,6 +44,8 @@ class SentinelCluster:
         self._server = binary
         self._sentinel = shutil.which("redis-sentinel")
         self.master = master
+        # The sentinels' own ``requirepass`` (the data servers have none).
+        self.password = password
         self._dir = Path(tempfile.mkdtemp(prefix="tickerhub-sentinel-"))
         self.data_ports = [free_port(), free_port()]
         self.sentinel_ports = [free_port() for _ in range(SENTINELS)]
@@ -60,7 +62,10 @@ class SentinelCluster:
 
     def env(self) -> dict[str, str]:
         """Environment for a service subprocess (``REDIS_URL`` only gives the db here)."""
-        return {"REDIS_SENTINELS": self.sentinels, "REDIS_SENTINEL_MASTER": self.master}
+        env = {"REDIS_SENTINELS": self.sentinels, "REDIS_SENTINEL_MASTER": self.master}
+        if self.password is not None:
+            env["REDIS_SENTINEL_PASSWORD"] = self.password
+        return env
 
     @property
     def redis_url(self) -> str:
@@ -112,6 +117,8 @@ class SentinelCluster:
             f"sentinel down-after-milliseconds {self.master} {DOWN_AFTER_MS}\n"
             f"sentinel failover-timeout {self.master} {FAILOVER_TIMEOUT_MS}\n"
             f"sentinel parallel-syncs {self.master} 1\n"
+            # Sentinels use their own requirepass with each other too.
+            + (f"requirepass {self.password}\n" if self.password is not None else "")
         )
         if self._sentinel is not None:
             command = [self._sentinel, str(conf)]
@@ -151,13 +158,16 @@ class SentinelCluster:
         for port in self.sentinel_ports:
             if self._procs[port].poll() is not None:
                 continue
-            with redis.Redis(port=port, socket_timeout=2) as sentinel:
+            with self._sentinel_client(port, socket_timeout=2) as sentinel:
                 try:
                     addr = sentinel.sentinel_get_master_addr_by_name(self.master)
                 except redis.RedisError:
                     return None
             answers.add(int(addr[1]) if addr else None)
         return answers.pop() if len(answers) == 1 else None
+
+    def _sentinel_client(self, port: int, socket_timeout: float) -> redis.Redis:
+        return redis.Redis(port=port, socket_timeout=socket_timeout, password=self.password)
 
     def client(self, port: int | None = None) -> redis.Redis:
         """A plain client on ``port`` (default: the current primary); the caller closes it."""
@@ -176,7 +186,7 @@ class SentinelCluster:
         still running, into its replica (clients still on it get READONLY); its port."""
         port = self.primary_port()
         assert port is not None, "the sentinels do not agree on a primary"
-        with redis.Redis(port=self.sentinel_ports[0], socket_timeout=5) as sentinel:
+        with self._sentinel_client(self.sentinel_ports[0], socket_timeout=5) as sentinel:
             sentinel.sentinel_failover(self.master)
         return port
 
@@ -210,7 +220,7 @@ class SentinelCluster:
                     if replica.info("replication").get("master_link_status") != "up":
                         return False
                 for port in self.sentinel_ports:
-                    with redis.Redis(port=port, socket_timeout=2) as sentinel:
+                    with self._sentinel_client(port, socket_timeout=2) as sentinel:
                         fields = sentinel.sentinel_master(self.master)
                     if int(fields["port"]) != primary or int(fields["num-slaves"]) < 1:
                         return False
