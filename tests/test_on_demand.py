@@ -111,6 +111,22 @@ async def test_rest_waits_for_the_first_quote(redis_server: Any, procs: Procs) -
         assert "ORCL" in (await http.get("/tickers")).json()
 
 
+async def test_a_symbol_on_demand_gets_news_too(redis_server: Any, procs: Procs) -> None:
+    poller(procs, redis_server.url, NEWS_INTERVAL="0.5", NEWS_MAX_SYMBOLS="3")
+    api = start_api(procs, redis_server.url, ON_DEMAND_WAIT="10")
+    async with httpx.AsyncClient(base_url=api.http, timeout=30) as http:
+        assert (await http.get("/tickers/ORCL")).status_code == 200
+
+        async def news_of(symbol: str) -> list[Any]:
+            return list((await http.get("/news", params={"symbols": symbol})).json())
+
+        async def orcl_news() -> bool:
+            return any(item["tickers"] == ["ORCL"] for item in await news_of("ORCL"))
+
+        await eventually(orcl_news, "news for ORCL, a symbol on demand")
+        assert await news_of("AAPL")  # TICKERS keep theirs
+
+
 async def test_rest_says_504_when_the_first_quote_is_late(redis_server: Any, procs: Procs) -> None:
     api = start_api(procs, redis_server.url, ON_DEMAND_WAIT="0.5")
     redis = Redis.from_url(redis_server.url)

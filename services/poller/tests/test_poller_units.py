@@ -312,3 +312,64 @@ async def test_a_rate_limit_is_shared_through_redis_for_the_api(redis_server) ->
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         await redis.aclose()
+
+
+def test_news_round_asks_every_ticker_then_symbols_on_demand_in_turn() -> None:
+    from tickerhub_poller.news import news_round
+
+    static, on_demand = ["AAPL", "MSFT"], ["A", "B", "C", "D", "E"]
+    seen: list[list[str]] = []
+    offset = 0
+    for _ in range(5):
+        symbols, offset = news_round(static, on_demand, budget=5, offset=offset)
+        assert symbols[:2] == static
+        seen.append(symbols[2:])
+    assert seen == [
+        ["A", "B", "C"],
+        ["D", "E", "A"],
+        ["B", "C", "D"],
+        ["E", "A", "B"],
+        ["C", "D", "E"],
+    ]
+    # Room for all: all, every round; no room: TICKERS only, whatever the budget says.
+    assert news_round(static, on_demand, budget=50, offset=3) == ([*static, *on_demand], 0)
+    assert news_round(static, on_demand, budget=1, offset=3) == (static, 0)
+    assert news_round(static, [], budget=5, offset=3) == (static, 0)
+    # The list shrank under the offset: it wraps instead of skipping or failing.
+    assert news_round([], ["A", "B"], budget=1, offset=7) == (["B"], 0)
+
+
+async def test_news_poller_asks_for_symbols_on_demand_within_its_budget() -> None:
+    from tickerhub_poller.news import NewsPoller
+
+    asked: list[str] = []
+
+    class Source(RecordingSource):
+        async def fetch_news(self, symbol, count):
+            asked.append(symbol)
+            return [
+                {
+                    "id": f"n-{symbol}",
+                    "title": symbol,
+                    "publisher": None,
+                    "link": None,
+                    "published_at": "2026-11-26T10:00:00Z",
+                    "tickers": [symbol],
+                }
+            ]
+
+    class Store:
+        async def add(self, items, max_items):
+            return list(items)
+
+    wanted = ["IBM", "AAPL", "ORCL", "SAP"]  # AAPL is a ticker too: asked once
+    poller = NewsPoller(
+        Source(max_batch=50), Store(), ["AAPL"], 60.0, 5, 100, on_demand=lambda: wanted,
+        max_symbols=3,
+    )  # fmt: skip
+    new = await poller.poll_once()
+    assert sorted(asked) == ["AAPL", "IBM", "ORCL"]
+    assert {item["id"] for item in new} == {"n-AAPL", "n-IBM", "n-ORCL"}
+    asked.clear()
+    await poller.poll_once()
+    assert sorted(asked) == ["AAPL", "IBM", "SAP"]

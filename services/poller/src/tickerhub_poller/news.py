@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from redis.exceptions import RedisError
 
@@ -31,6 +31,25 @@ def merge_news(batches: Sequence[Sequence[NewsItem]]) -> list[NewsItem]:
     return sorted(merged.values(), key=lambda i: i["published_at"])
 
 
+def news_round(
+    static: Sequence[str], on_demand: Sequence[str], budget: int, offset: int
+) -> tuple[list[str], int]:
+    """The symbols one news round asks for, and the next round's ``offset``.
+
+    Every one of ``static`` (TICKERS); of ``on_demand``, what is left of ``budget``,
+    taken in turn from ``offset`` so that every symbol's news comes within a few rounds
+    however many clients asked for.
+    """
+    room = max(0, budget - len(static))
+    if not on_demand or room == 0:
+        return list(static), 0
+    if room >= len(on_demand):
+        return [*static, *on_demand], 0
+    start = offset % len(on_demand)
+    taken = [on_demand[(start + i) % len(on_demand)] for i in range(room)]
+    return [*static, *taken], (start + room) % len(on_demand)
+
+
 class NewsPoller:
     def __init__(
         self,
@@ -42,12 +61,19 @@ class NewsPoller:
         max_items: int,
         concurrency: int = 4,
         health: SourceHealth | None = None,
+        on_demand: Callable[[], Sequence[str]] | None = None,
+        max_symbols: int = 50,
     ) -> None:
         self._source = source
         # Told every fetch's outcome (the source status); quiet while it says down.
         self._health = health
         self._store = store
         self._symbols = list(symbols)
+        # Symbols clients asked for (the universe's), read each round; NEWS_MAX_SYMBOLS
+        # bounds a round's requests, TICKERS first.
+        self._on_demand = on_demand
+        self._max_symbols = max_symbols
+        self._offset = 0
         self._interval = interval
         self._per_ticker = per_ticker
         self._max_items = max_items
@@ -65,7 +91,12 @@ class NewsPoller:
 
     async def poll_once(self) -> list[NewsItem]:
         """One round over every ticker; returns the items that were new."""
-        batches = await asyncio.gather(*(self._fetch(s) for s in self._symbols))
+        symbols = self._symbols
+        if self._on_demand is not None:
+            static = set(symbols)
+            extra = [s for s in self._on_demand() if s not in static]
+            symbols, self._offset = news_round(symbols, extra, self._max_symbols, self._offset)
+        batches = await asyncio.gather(*(self._fetch(s) for s in symbols))
         items = merge_news(batches)
         try:
             new = await self._store.add(items, self._max_items)

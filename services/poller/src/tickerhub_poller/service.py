@@ -135,6 +135,8 @@ class Poller:
             settings.news_per_ticker,
             settings.news_max_items,
             health=self.status.poll,
+            on_demand=lambda: sorted(self.universe.on_demand),
+            max_symbols=settings.news_max_symbols,
         )
         self._source = source
 

@@ -25,6 +25,12 @@ class PollerSettings(CommonSettings):
         default=300.0, ge=0, description="Seconds between news polls (0 disables news)."
     )
     news_max_items: int = Field(default=500, ge=1, description="Newest news items kept.")
+    news_max_symbols: int = Field(
+        default=50,
+        ge=1,
+        description="Most symbols whose news one round asks for: every one of TICKERS, "
+        "then symbols on demand in turn (ON_DEMAND) up to this many.",
+    )
     news_per_ticker: int = Field(
         default=10, ge=1, le=100, description="News items asked per ticker."
     )
