@@ -2,6 +2,7 @@
 
 import asyncio
 from collections.abc import Mapping
+from typing import Any
 
 import orjson
 import pytest
@@ -363,8 +364,9 @@ async def test_news_poller_asks_for_symbols_on_demand_within_its_budget() -> Non
             return list(items)
 
     wanted = ["IBM", "AAPL", "ORCL", "SAP"]  # AAPL is a ticker too: asked once
+    store: Any = Store()  # stands in for NewsStore.add only
     poller = NewsPoller(
-        Source(max_batch=50), Store(), ["AAPL"], 60.0, 5, 100, on_demand=lambda: wanted,
+        Source(max_batch=50), store, ["AAPL"], 60.0, 5, 100, on_demand=lambda: wanted,
         max_symbols=3,
     )  # fmt: skip
     new = await poller.poll_once()
