@@ -162,3 +162,21 @@ async def test_source_requests_are_counted_by_outcome() -> None:
         "no_data": 0,
     }
     assert "tickerhub_poller_stream_connected" not in families  # no stream source here
+
+
+def test_oldest_quote_age_counts_symbols_on_demand() -> None:
+    def task(fresh_at: float) -> Any:
+        return type("T", (), {"fresh_at": fresh_at, "stale": False})()
+
+    class Poller:
+        tickers = [task(95.0), task(90.0)]
+        on_demand = {"IBM": task(40.0)}  # polled for a client, and the least fresh
+        snapshot = type("S", (), {"seq": 7})()
+        publisher = type("P", (), {"published": 2, "conflicts": 0, "redis_up": True})()
+        batcher = QuoteBatcher(FailingSource([]), window=0)
+
+    families = {f.name: f for f in PollerCollector(Poller(), clock=lambda: 100.0).collect()}
+    [age] = families["tickerhub_poller_oldest_quote_age_seconds"].samples
+    assert age.value == 60.0
+    symbols = {s.labels["mode"]: s.value for s in families["tickerhub_poller_symbols"].samples}
+    assert symbols == {"static": 2, "on_demand": 1}

@@ -7,8 +7,9 @@ collector turns them into metric families when scraped. Served by
 
 Hooks for parts other work adds, read if present so this module need not change:
 
-* ``poller.on_demand``: a sized collection of symbols polled because a client asked
-  (``tickerhub_poller_symbols{mode="on_demand"}``; 0 while there is none);
+* ``poller.on_demand``: symbol -> ticker task for the symbols polled because a client
+  asked (``tickerhub_poller_symbols{mode="on_demand"}``, and their ``fresh_at`` in the
+  oldest quote's age; none while absent);
 * ``poller.status``: the source status (``status.py``): one
   ``tickerhub_poller_source_state{source,state}`` per source and state, 1 for the current;
 * ``poller.stream_stats``: an object with ``connected: bool`` and ``ticks: int`` for a
@@ -54,7 +55,8 @@ class PollerCollector(Collector):
             batcher.durations,
         )
 
-        tickers = poller.tickers
+        # Symbols on demand are polled by tasks of the same kind: their age counts too.
+        tickers = [*poller.tickers, *(getattr(poller, "on_demand", None) or {}).values()]
         now = self._clock()
         age = GaugeMetricFamily(
             "tickerhub_poller_oldest_quote_age_seconds",
@@ -72,7 +74,7 @@ class PollerCollector(Collector):
             "Symbols polled: static (TICKERS) or on_demand (asked for by clients).",
             labels=["mode"],
         )
-        polled.add_metric(["static"], len(tickers))
+        polled.add_metric(["static"], len(poller.tickers))
         polled.add_metric(["on_demand"], len(getattr(poller, "on_demand", ()) or ()))
         yield polled
 
