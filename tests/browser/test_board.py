@@ -317,6 +317,16 @@ def test_board_live_updates_edits_and_reconnects(
             lambda: set(by_symbol(browser)) == set(SHOWN) - {"MSFT"} | {"GOOGL", "IBM", "ZZZZ"},
             "the edited watchlist after the reconnect",
         )
+        # It resumed (fields=changed): quotes that changed meanwhile came cut to their
+        # changed fields and were merged, so every quote still has all of its fields.
+        assert browser.evaluate("window.tickerhubBoard.resumed") is True
+        every_field = sorted(full_quote("AAPL", 1))
+        keys = browser.evaluate(
+            "Object.fromEntries([...window.tickerhubBoard.quotes]"
+            ".map(([s, q]) => [s, Object.keys(q).sort()]))"
+        )
+        assert {s: k for s, k in keys.items() if k != every_field} == {}
+        assert by_symbol(browser)["AAPL"]["name"] == "AAPL (simulated)"
 
 
 def test_board_with_api_keys_asks_for_one_and_refuses_a_wrong_one(

@@ -24,6 +24,7 @@
   const notPolled = new Map(); // symbol -> why the hub will not poll it (unknown_symbol, capacity)
   let seq = null;
   let epoch = null;
+  let resumed = null; // the last snapshot's "resumed" (true: it only brought changes)
   let socket = null;
   let attempt = 0;
   let retryTimer = null;
@@ -174,6 +175,7 @@
         if (msg.unknown) for (const s of msg.unknown) unknown.add(s);
         if (!msg.partial && msg.unknown) unknown = new Set(msg.unknown);
         if ("epoch" in msg) epoch = msg.epoch;
+        resumed = msg.resumed ?? null;
         for (const s of Object.keys(msg.data)) {
           unknown.delete(s);
           notPolled.delete(s);
@@ -520,7 +522,7 @@
   }
 
   // Test and debugging hook: what the page holds (read-only).
-  window.tickerhubBoard = { quotes, bars, get seq() { return seq; }, get refused() { return refused; } };
+  window.tickerhubBoard = { quotes, bars, get seq() { return seq; }, get refused() { return refused; }, get resumed() { return resumed; } };
 
   renderAll();
   connect();
