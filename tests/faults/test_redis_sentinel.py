@@ -73,10 +73,15 @@ async def test_primary_lost_mid_stream(
         new = Redis(port=new_port)
 
         # The poller writes to the promoted replica, and goes on writing.
+        def why() -> str:
+            return f"{poller.output()[-4000:]}\n{cluster.logs()}"
+
         first = await eventually(
-            lambda: _above(new, seq_before), "the poller publishing to the new primary"
+            lambda: _above(new, seq_before), "the poller publishing to the new primary", detail=why
         )
-        await eventually(lambda: _above(new, first), "the seq still rising on the new primary")
+        await eventually(
+            lambda: _above(new, first), "the seq still rising on the new primary", detail=why
+        )
         # The api followed: its clients get diffs again, and it reports ready.
         await eventually(
             lambda: all(c.view.diffs > d for c, d in zip(clients, diffs_before, strict=True)),
