@@ -188,9 +188,19 @@ async def test_sigkill_then_sigstop_the_leader_the_standby_takes_over_cleanly(
         assert "ahead of our" not in second.output()
         assert metrics(third)["tickerhub_poller_leader"] == 1
 
+        # -- the deposed one leads again: SIGKILL the third ---------------------------
+        # (Its batcher was closed when it was deposed: it must poll through it again.)
+        third.stop(signal.SIGKILL)
+        seq_at_kill = await redis_seq(redis)
+        await eventually(
+            lambda: replica.seq >= seq_at_kill + 10,
+            "the once-deposed poller publishing again",
+            detail=second.output,
+        )
+        assert metrics(second)["tickerhub_poller_leader"] == 1
+
         # -- quiet, then compare ------------------------------------------------------
-        for poller in (third, second):
-            assert poller.stop() == 0, poller.output()
+        assert second.stop() == 0, second.output()
         await asyncio.sleep(0.5)
         assert replica.broken == [], replica.broken[:10]
         stored = {k.decode(): orjson.loads(v) for k, v in (await redis.hgetall("prices")).items()}

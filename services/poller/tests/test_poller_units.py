@@ -375,3 +375,18 @@ async def test_news_poller_asks_for_symbols_on_demand_within_its_budget() -> Non
     asked.clear()
     await poller.poll_once()
     assert sorted(asked) == ["AAPL", "IBM", "SAP"]
+
+
+async def test_a_closed_batcher_serves_again() -> None:
+    """A poller deposed mid-batch closes its batcher, then leads (and polls) again."""
+    source = RecordingSource(max_batch=50)
+    batcher = QuoteBatcher(source, batch_size=50, window=0.05)
+    pending = asyncio.ensure_future(batcher.get("AAPL"))  # waits for the window
+    await asyncio.sleep(0)
+    await batcher.aclose()
+    await asyncio.sleep(0)
+    assert pending.cancelled()
+    quote = await asyncio.wait_for(batcher.get("MSFT"), timeout=5)
+    assert quote["symbol"] == "MSFT"
+    assert source.calls == [["MSFT"]]
+    await batcher.aclose()

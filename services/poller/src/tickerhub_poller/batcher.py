@@ -180,8 +180,21 @@ class QuoteBatcher:
                     future.set_exception(error)
 
     async def aclose(self) -> None:
+        """Cancel the batches in flight and forget the symbols waiting for one.
+
+        The batcher stays usable: a poller that loses its lease closes it, and polls
+        through it again if it leads again. So the timer is forgotten too: a cancelled
+        one left in place would keep :meth:`get` from ever starting another, and every
+        quote request after it would wait forever (seen as a poller that took the lease
+        back after a Sentinel failover and never published again).
+        """
         if self._timer is not None:
             self._timer.cancel()
+            self._timer = None
+        waiting, self._waiting = self._waiting, {}
+        for futures in waiting.values():
+            for future in futures:
+                future.cancel()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
