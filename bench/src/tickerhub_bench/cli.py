@@ -51,7 +51,8 @@ def parse(argv: list[str] | None = None) -> Options:
         type=float,
         default=0.0,
         metavar="SECONDS",
-        help="py-spy record the api for this long during A and B",
+        help="py-spy record the api for this long during A and B, and from the moment it is "
+        "ready again in R's resume storm",
     )
     p.add_argument("--connect-concurrency", type=int, default=200)
     p.add_argument("--clients", type=int, help="override every scenario's client count (smoke)")

@@ -29,6 +29,7 @@ from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 from tickerhub_bench.stats import Histogram
 from tickerhub_bench.tickclock import record_volume_clock, sample_staleness
 from tickerhub_bench.view import ClientView, converged, mismatches
+from tickerhub_core.gcpolicy import settle_heap
 
 # Ring of publish times (ns) indexed by ``seq & PUB_MASK``, shared with the injector.
 PUB_SLOTS = 1 << 20
@@ -434,6 +435,9 @@ class Worker:
 
 def worker_main(wid: int, conn: Connection, pub: Any, counters: Any) -> None:
     raise_fd_limit()
+    # As the api and poller do: thousands of clients' objects, out of full collections'
+    # way (their pauses would count as the hub's latency).
+    settle_heap()
     try:
         import uvloop
 

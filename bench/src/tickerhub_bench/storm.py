@@ -17,6 +17,8 @@ import asyncio
 import time
 from typing import TYPE_CHECKING, Any
 
+from tickerhub_bench import profile
+
 if TYPE_CHECKING:
     from tickerhub_bench.runner import Runner
     from tickerhub_bench.scenarios import Scenario
@@ -45,6 +47,17 @@ async def run(runner: Runner, sc: Scenario) -> dict[str, Any]:
                 server.start, runner.redis_url, runner.opts.logdir, runner.opts.api_cmd
             )
             ready = time.monotonic()
+            prof = None
+            if mode == "resume" and runner.opts.profile_seconds > 0 and server.pid:
+                # The api while every client reconnects (--profile): its handshake path.
+                prof = asyncio.ensure_future(
+                    asyncio.to_thread(
+                        profile.record,
+                        server.pid,
+                        runner.opts.profile_seconds,
+                        runner.opts.logdir / "profile-R-resume.txt",
+                    )
+                )
             after = injector.final_seqs()
             changed = sum(after[s] != before.get(s) for s in after) / max(1, len(after))
             runner.progress.line(f"[R] api ready again; {sc.clients} clients reconnect ({mode})")
@@ -53,6 +66,8 @@ async def run(runner: Runner, sc: Scenario) -> dict[str, Any]:
             conv = await workers.all("converge", injector.final_seqs(), CONVERGE_LIMIT_S)
             converged = time.monotonic()
             received = await workers.all("received")
+            if prof is not None:
+                runner.profiles["R-resume"] = await prof
             errors = [e for r in reconnect for e in r["errors"]]
             return {
                 "changed_share": changed,

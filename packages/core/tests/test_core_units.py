@@ -139,3 +139,23 @@ async def test_honour_cancellation_raises_a_pending_cancel() -> None:
     with pytest.raises(asyncio.CancelledError):
         await task
     honour_cancellation()  # no cancel pending here: nothing happens
+
+
+def test_settle_heap_freezes_and_raises_the_thresholds() -> None:
+    """In a fresh interpreter: the collector's state is process-wide."""
+    import subprocess
+    import sys
+
+    code = (
+        "import gc, json\n"
+        "from tickerhub_core.gcpolicy import THRESHOLDS, settle_heap\n"
+        "before = gc.get_freeze_count()\n"
+        "settle_heap()\n"
+        "print(json.dumps([before, gc.get_freeze_count(), gc.get_threshold(), THRESHOLDS]))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    before, after, threshold, wanted = orjson.loads(out.stdout)
+    assert before == 0
+    assert after > 1000  # the modules imported so far, out of the collector's sight
+    assert threshold == wanted
+    assert threshold[0] > 700  # rarer than CPython's default young collections

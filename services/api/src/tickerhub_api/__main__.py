@@ -19,6 +19,7 @@ from tickerhub_api.settings import ApiSettings
 from tickerhub_api.stream.hub import Hub
 from tickerhub_api.stream.protocol import CloseCode
 from tickerhub_api.uvicorn_protocols import Guards, install_accept_error_warning, protocol_classes
+from tickerhub_core.gcpolicy import settle_heap
 from tickerhub_core.logs import configure_logging
 from tickerhub_core.settings import load_settings
 
@@ -125,6 +126,9 @@ def main() -> None:
     server_guards = make_guards(settings)
     config = server_config(app, settings, server_guards)
     _raise_fd_limit(settings)
+    # Imports and the app built: out of the collector's sight from now on, and rarer
+    # collections while connections come and go (gcpolicy.py says why, with figures).
+    settle_heap()
     log.info(
         "WebSocket frames: %s",
         "direct writes to uvicorn's transports (WS_FAST_PATH)"
