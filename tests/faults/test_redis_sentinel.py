@@ -107,7 +107,18 @@ async def test_primary_lost_mid_stream(
                     return False
             return True
 
-        await eventually(on_new_primary, "every client on the new primary's snapshot")
+        async def views() -> str:
+            snapshot = await store.load_snapshot()
+            seen = [(c.view.name, c.view.seq, len(c.view.quotes)) for c in clients]
+            return (
+                f"new primary at seq {snapshot.seq}, epoch {snapshot.epoch}; clients "
+                f"(name, seq, quotes): {seen}\n{api.output()[-3000:]}\n{poller.output()[-3000:]}"
+            )
+
+        try:
+            await eventually(on_new_primary, "every client on the new primary's snapshot")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{await views()}") from None
         await converge(api, clients, [None, WATCH])
         for client in clients:
             assert client.view.closed is None, client.view.closed
