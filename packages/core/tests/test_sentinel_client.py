@@ -180,6 +180,30 @@ async def test_a_connection_left_on_the_former_primary_is_recognised(
         await client.aclose()
 
 
+async def test_a_connection_in_use_across_a_failover_is_not_reused_on_the_old_node(
+    sentinel_cluster: SentinelCluster,
+) -> None:
+    """redis-py drops idle connections when the primary changes; one in use then comes
+    back to the pool open to the demoted node, where reads succeed with stale data."""
+    cluster = sentinel_cluster
+    client = redis_client(settings_for(cluster), socket_timeout=5)
+    try:
+        await client.set("where", "before")
+        old = cluster.primary_port()
+        assert old is not None
+        held = await client.connection_pool.get_connection()  # busy through the failover
+        assert held.port == old
+        cluster.demote_primary()
+        new = await asyncio.to_thread(cluster.wait_failover, old)
+        assert await primary_address(client) == ("127.0.0.1", new)  # the pool learns it
+        await client.connection_pool.release(held)  # still open to the old node
+        role = await client.execute_command("ROLE")
+        assert role[0] in (b"master", "master"), role
+        assert held.port == new  # the same connection, reconnected to the new primary
+    finally:
+        await client.aclose()
+
+
 async def test_without_sentinels_nothing_is_watched() -> None:
     client = Redis(port=1)  # nothing listens: any I/O would fail
     try:

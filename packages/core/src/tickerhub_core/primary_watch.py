@@ -23,6 +23,7 @@ from redis.asyncio.sentinel import SentinelConnectionPool
 from redis.exceptions import RedisError
 
 from tickerhub_core.cancellation import honour_cancellation
+from tickerhub_core.redis_client import open_to_another_node
 
 log = logging.getLogger(__name__)
 
@@ -43,13 +44,10 @@ def on_former_primary(redis: Redis, connection: object) -> bool:
     """True when ``connection`` (from ``redis``'s pool) is open to a node the sentinels
     no longer name as primary. No I/O: it compares with the pool's last answer."""
     pool = getattr(redis, "connection_pool", None)
-    if not isinstance(pool, SentinelConnectionPool) or pool.master_address is None:
+    if not isinstance(pool, SentinelConnectionPool):
         return False
-    if not getattr(connection, "is_connected", False):
-        return False  # not connected: its next connect asks the sentinels anyway
-    here = (str(getattr(connection, "host", "")), int(getattr(connection, "port", 0)))
-    primary_host, primary_port = pool.master_address
-    return here != (str(primary_host), int(primary_port))
+    # Not connected: its next connect asks the sentinels anyway.
+    return open_to_another_node(pool, connection)
 
 
 async def follow_primary(redis: Redis, interval: float = FOLLOW_INTERVAL) -> None:

@@ -87,11 +87,40 @@ class WaitingSentinelPool(SentinelConnectionPool, WaitingPool):
     the client closes the connections to the sentinels too, which redis-py leaves open.
     """
 
+    async def get_connection(self, *args: Any, **kwargs: Any) -> Any:
+        """A pooled connection, reconnected first if it is open to a former primary.
+
+        redis-py drops idle connections when it learns of a new primary, but one in use
+        at that moment comes back to the pool still open to the old node. After a planned
+        failover that node is a replica: reads on it succeed, with stale data (seen: an
+        api reloading its snapshot from the demoted node, two seqs and an epoch behind
+        the new primary, and staying there).
+        """
+        connection = await super().get_connection(*args, **kwargs)
+        if not open_to_another_node(self, connection):
+            return connection
+        try:
+            await connection.disconnect()
+            await connection.connect()  # a sentinel-managed connect asks where the primary is
+        except BaseException:
+            await self.release(connection)
+            raise
+        return connection
+
     async def aclose(self) -> None:
         try:
             await super().aclose()
         finally:
             await self.sentinel_manager.aclose()
+
+
+def open_to_another_node(pool: SentinelConnectionPool, connection: Any) -> bool:
+    """``connection`` is connected, and not to the primary ``pool`` last heard of."""
+    if pool.master_address is None or not getattr(connection, "is_connected", False):
+        return False
+    here = (str(getattr(connection, "host", "")), int(getattr(connection, "port", 0)))
+    host, port = pool.master_address
+    return here != (str(host), int(port))
 
 
 def redis_client(
