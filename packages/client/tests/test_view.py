@@ -31,6 +31,12 @@ def full(seq: int, **data: dict[str, Any]) -> dict[str, Any]:
     return {"type": "snapshot", "seq": seq, "data": data}
 
 
+def resumed(seq: int, epoch: str, **data: dict[str, Any]) -> dict[str, Any]:
+    """A resumed answer: a partial snapshot with ``resumed: true``."""
+    return {"type": "snapshot", "partial": True, "resumed": True, "seq": seq, "epoch": epoch,
+            "data": data}  # fmt: skip
+
+
 def test_full_snapshot_replaces_everything() -> None:
     view = QuoteView()
     view.apply(full(1, AAPL=quote("AAPL", 1), MSFT=quote("MSFT", 1)))
@@ -63,15 +69,8 @@ def test_partial_snapshot_merges_and_keeps_the_rest() -> None:
 def test_resumed_answer_with_changed_fields_merges_them_into_the_held_quote() -> None:
     view = QuoteView()
     view.apply({**full(10, AAPL=quote("AAPL", 9), MSFT=quote("MSFT", 10)), "epoch": "e1"})
-    answer = {
-        "type": "snapshot",
-        "partial": True,
-        "resumed": True,
-        "seq": 15,
-        "epoch": "e1",
-        "data": {"MSFT": {"symbol": "MSFT", "seq": 14, "price": 2.0}},  # ?fields=changed
-    }
-    view.apply(answer)
+    # ?fields=changed: MSFT cut to what changed after seq 10
+    view.apply(resumed(15, "e1", MSFT={"symbol": "MSFT", "seq": 14, "price": 2.0}))
     assert view.quotes == {"AAPL": quote("AAPL", 9), "MSFT": quote("MSFT", 14, price=2.0)}
 
 
@@ -79,14 +78,7 @@ def test_resumed_snapshot_merges_only_what_changed_and_tracks_epoch() -> None:
     view = QuoteView()
     view.apply({**full(10, AAPL=quote("AAPL", 9), MSFT=quote("MSFT", 10)), "epoch": "e1"})
     assert view.epoch == "e1"
-    answer = {
-        "type": "snapshot",
-        "partial": True,
-        "resumed": True,
-        "seq": 15,
-        "epoch": "e1",
-        "data": {"MSFT": quote("MSFT", 14, price=2.0)},
-    }
+    answer = resumed(15, "e1", MSFT=quote("MSFT", 14, price=2.0))
     event = view.apply(answer)
     assert isinstance(event, Snapshot)
     assert (event.resumed, event.epoch, event.seq) == (True, "e1", 15)
